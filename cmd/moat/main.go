@@ -1,0 +1,45 @@
+// Command moat is an SMTP border proxy: it stands on port 25 in front of a
+// real mail server, passes known-good hosts straight through, greylists
+// unknown ones and holds known-bad ones in a tarpit.
+//
+//	moat run [-c moat.toml]        run the proxy
+//	moat hosts list|white|black|forget
+//	moat traps list|add|del
+//	moat status
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	if err := rootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "moat:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCmd() *cobra.Command {
+	var cfgPath string
+	root := &cobra.Command{
+		Use:           "moat",
+		Short:         "SMTP border proxy: greylisting, tarpit and spamtraps in front of a real mail server",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("MOAT_CONFIG"),
+		"configuration file (TOML); default: built-in defaults ($MOAT_CONFIG)")
+	root.AddCommand(runCmd(&cfgPath), hostsCmd(&cfgPath), trapsCmd(&cfgPath), statusCmd(&cfgPath),
+		&cobra.Command{
+			Use:   "version",
+			Short: "print moat's version",
+			Run:   func(*cobra.Command, []string) { fmt.Println("moat", version) },
+		})
+	return root
+}

@@ -1,0 +1,530 @@
+// Package config loads moat's TOML configuration.
+//
+// Loading is strict: an unknown key, a value of the wrong type or a value out
+// of range stops start-up with an error that names the key and says what to
+// write instead. Every key has a default (see Default and docs/config.md), so
+// moat runs with no file at all.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the validated configuration. Durations are parsed, CIDRs are
+// parsed, paths are as written.
+type Config struct {
+	Listen               string
+	Hostname             string
+	Backend              string
+	BackendProxyProtocol string // "v2", "v1" or "none"
+	DataDir              string
+	Store                string // "" or "bolt": the embedded file; "redis://…": shared
+	Whitelist            []netip.Prefix
+	Blacklist            []netip.Prefix
+	TrustedProxies       []netip.Prefix
+	BlackTTL             time.Duration
+
+	Greylist Greylist
+	Tarpit   Tarpit
+	Traps    Traps
+	TLS      TLS
+	Limits   Limits
+	Admin    Admin
+	Log      Log
+}
+
+// Greylist is the [greylist] table.
+type Greylist struct {
+	GreetDelay  time.Duration
+	MinRetry    time.Duration
+	RetryWindow time.Duration
+	WhiteTTL    time.Duration
+	IPv4Prefix  int
+	IPv6Prefix  int
+}
+
+// Tarpit is the [tarpit] table.
+type Tarpit struct {
+	Stutter     time.Duration
+	MaxConns    int
+	MaxBytes    int64
+	MaxDuration time.Duration
+	IdleTimeout time.Duration
+}
+
+// Traps is the [traps] table.
+type Traps struct {
+	Addresses []string
+}
+
+// TLS is the [tls] table.
+type TLS struct {
+	Cert string
+	Key  string
+}
+
+// Limits is the [limits] table: bounds on what one client may cost.
+type Limits struct {
+	MaxConns       int
+	MaxConnsPerIP  int
+	MaxRcpts       int
+	MaxMessageSize int64
+	MaxCommands    int
+	MaxErrors      int
+	IdleTimeout    time.Duration
+	DataTimeout    time.Duration
+	BackendTimeout time.Duration
+}
+
+// Admin is the [admin] table.
+type Admin struct {
+	Socket string // default: data_dir/moat.sock
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string // debug, info, warn, error
+	Format string // json or text
+}
+
+// Default returns the configuration moat runs with when no file is given.
+func Default() *Config {
+	return &Config{
+		Listen:               "127.0.0.1:2525",
+		Hostname:             defaultHostname(),
+		Backend:              "127.0.0.1:10025",
+		BackendProxyProtocol: "v2",
+		DataDir:              "./moat-data",
+		BlackTTL:             24 * time.Hour,
+		Greylist: Greylist{
+			GreetDelay:  5 * time.Second,
+			MinRetry:    time.Minute,
+			RetryWindow: 24 * time.Hour,
+			WhiteTTL:    864 * time.Hour,
+			IPv4Prefix:  24,
+			IPv6Prefix:  64,
+		},
+		Tarpit: Tarpit{
+			Stutter:     time.Second,
+			MaxConns:    15000,
+			MaxBytes:    10 << 20,
+			MaxDuration: 30 * time.Minute,
+			IdleTimeout: 5 * time.Minute,
+		},
+		Limits: Limits{
+			MaxConns:       19000,
+			MaxConnsPerIP:  50,
+			MaxRcpts:       100,
+			MaxMessageSize: 50 << 20,
+			MaxCommands:    1000,
+			MaxErrors:      10,
+			IdleTimeout:    5 * time.Minute,
+			DataTimeout:    10 * time.Minute,
+			BackendTimeout: 5 * time.Minute,
+		},
+		Log: Log{Level: "info", Format: "json"},
+	}
+}
+
+func defaultHostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+// file mirrors the TOML layout. Pointers tell "not set" from "set to zero",
+// so a key that is absent keeps its default.
+type file struct {
+	Listen               *string   `toml:"listen"`
+	Hostname             *string   `toml:"hostname"`
+	Backend              *string   `toml:"backend"`
+	BackendProxyProtocol *string   `toml:"backend_proxy_protocol"`
+	DataDir              *string   `toml:"data_dir"`
+	Store                *string   `toml:"store"`
+	Whitelist            *[]string `toml:"whitelist"`
+	Blacklist            *[]string `toml:"blacklist"`
+	TrustedProxies       *[]string `toml:"trusted_proxies"`
+	BlackTTL             *string   `toml:"black_ttl"`
+	Greylist             *struct {
+		GreetDelay  *string `toml:"greet_delay"`
+		MinRetry    *string `toml:"min_retry"`
+		RetryWindow *string `toml:"retry_window"`
+		WhiteTTL    *string `toml:"white_ttl"`
+		IPv4Prefix  *int    `toml:"ipv4_prefix"`
+		IPv6Prefix  *int    `toml:"ipv6_prefix"`
+	} `toml:"greylist"`
+	Tarpit *struct {
+		Stutter     *string `toml:"stutter"`
+		MaxConns    *int    `toml:"max_conns"`
+		MaxBytes    *int64  `toml:"max_bytes"`
+		MaxDuration *string `toml:"max_duration"`
+		IdleTimeout *string `toml:"idle_timeout"`
+	} `toml:"tarpit"`
+	Traps *struct {
+		Addresses *[]string `toml:"addresses"`
+	} `toml:"traps"`
+	TLS *struct {
+		Cert *string `toml:"cert"`
+		Key  *string `toml:"key"`
+	} `toml:"tls"`
+	Limits *struct {
+		MaxConns       *int    `toml:"max_conns"`
+		MaxConnsPerIP  *int    `toml:"max_conns_per_ip"`
+		MaxRcpts       *int    `toml:"max_rcpts"`
+		MaxMessageSize *int64  `toml:"max_message_size"`
+		MaxCommands    *int    `toml:"max_commands"`
+		MaxErrors      *int    `toml:"max_errors"`
+		IdleTimeout    *string `toml:"idle_timeout"`
+		DataTimeout    *string `toml:"data_timeout"`
+		BackendTimeout *string `toml:"backend_timeout"`
+	} `toml:"limits"`
+	Admin *struct {
+		Socket *string `toml:"socket"`
+	} `toml:"admin"`
+	Log *struct {
+		Level  *string `toml:"level"`
+		Format *string `toml:"format"`
+	} `toml:"log"`
+}
+
+// Load reads and validates the file at path. An empty path gives the
+// defaults.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		c := Default()
+		return c, c.validate()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates TOML text.
+func Parse(text []byte) (*Config, error) {
+	var f file
+	dec := toml.NewDecoder(bytes.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, decodeError(err)
+	}
+	c := Default()
+	p := parser{}
+	p.str(&c.Listen, f.Listen)
+	p.str(&c.Hostname, f.Hostname)
+	p.str(&c.Backend, f.Backend)
+	p.str(&c.BackendProxyProtocol, f.BackendProxyProtocol)
+	p.str(&c.DataDir, f.DataDir)
+	p.str(&c.Store, f.Store)
+	p.cidrs(&c.Whitelist, "whitelist", f.Whitelist)
+	p.cidrs(&c.Blacklist, "blacklist", f.Blacklist)
+	p.cidrs(&c.TrustedProxies, "trusted_proxies", f.TrustedProxies)
+	p.dur(&c.BlackTTL, "black_ttl", f.BlackTTL)
+	if g := f.Greylist; g != nil {
+		p.dur(&c.Greylist.GreetDelay, "greylist.greet_delay", g.GreetDelay)
+		p.dur(&c.Greylist.MinRetry, "greylist.min_retry", g.MinRetry)
+		p.dur(&c.Greylist.RetryWindow, "greylist.retry_window", g.RetryWindow)
+		p.dur(&c.Greylist.WhiteTTL, "greylist.white_ttl", g.WhiteTTL)
+		p.int(&c.Greylist.IPv4Prefix, g.IPv4Prefix)
+		p.int(&c.Greylist.IPv6Prefix, g.IPv6Prefix)
+	}
+	if t := f.Tarpit; t != nil {
+		p.dur(&c.Tarpit.Stutter, "tarpit.stutter", t.Stutter)
+		p.int(&c.Tarpit.MaxConns, t.MaxConns)
+		p.int64(&c.Tarpit.MaxBytes, t.MaxBytes)
+		p.dur(&c.Tarpit.MaxDuration, "tarpit.max_duration", t.MaxDuration)
+		p.dur(&c.Tarpit.IdleTimeout, "tarpit.idle_timeout", t.IdleTimeout)
+	}
+	if t := f.Traps; t != nil && t.Addresses != nil {
+		c.Traps.Addresses = *t.Addresses
+	}
+	if t := f.TLS; t != nil {
+		p.str(&c.TLS.Cert, t.Cert)
+		p.str(&c.TLS.Key, t.Key)
+	}
+	if l := f.Limits; l != nil {
+		p.int(&c.Limits.MaxConns, l.MaxConns)
+		p.int(&c.Limits.MaxConnsPerIP, l.MaxConnsPerIP)
+		p.int(&c.Limits.MaxRcpts, l.MaxRcpts)
+		p.int64(&c.Limits.MaxMessageSize, l.MaxMessageSize)
+		p.int(&c.Limits.MaxCommands, l.MaxCommands)
+		p.int(&c.Limits.MaxErrors, l.MaxErrors)
+		p.dur(&c.Limits.IdleTimeout, "limits.idle_timeout", l.IdleTimeout)
+		p.dur(&c.Limits.DataTimeout, "limits.data_timeout", l.DataTimeout)
+		p.dur(&c.Limits.BackendTimeout, "limits.backend_timeout", l.BackendTimeout)
+	}
+	if a := f.Admin; a != nil {
+		p.str(&c.Admin.Socket, a.Socket)
+	}
+	if l := f.Log; l != nil {
+		p.str(&c.Log.Level, l.Level)
+		p.str(&c.Log.Format, l.Format)
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return c, c.validate()
+}
+
+// decodeError rewrites go-toml's errors so they name the key.
+func decodeError(err error) error {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) && len(sm.Errors) > 0 {
+		var keys []string
+		for _, e := range sm.Errors {
+			keys = append(keys, strings.Join(e.Key(), "."))
+		}
+		return fmt.Errorf("config: unknown key %s: check its spelling against docs/config.md", strings.Join(keys, ", "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		key := strings.Join(de.Key(), ".")
+		msg := de.Error()
+		if m := typeErr.FindStringSubmatch(msg); m != nil {
+			msg = "a TOML " + m[1] + " where " + kindOf(m[2]) + " is expected (durations are quoted strings like \"5m\")"
+		}
+		if key != "" {
+			return fmt.Errorf("config: %s (line %d, column %d): %s", key, row, col, msg)
+		}
+		return fmt.Errorf("config: line %d, column %d: %s", row, col, de.Error())
+	}
+	return fmt.Errorf("config: %w", err)
+}
+
+var typeErr = regexp.MustCompile(`cannot decode TOML (\w+) into .* of type (\S+)$`)
+
+func kindOf(goType string) string {
+	switch {
+	case strings.Contains(goType, "[]"):
+		return "a list"
+	case strings.Contains(goType, "string"):
+		return "a string"
+	case strings.Contains(goType, "int"):
+		return "an integer"
+	}
+	return "another type"
+}
+
+// parser keeps the first error so Parse reads as a list of assignments.
+type parser struct{ err error }
+
+func (p *parser) str(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func (p *parser) int(dst *int, v *int) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func (p *parser) int64(dst *int64, v *int64) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func (p *parser) dur(dst *time.Duration, key string, v *string) {
+	if v == nil || p.err != nil {
+		return
+	}
+	d, err := ParseDuration(*v)
+	if err != nil {
+		p.err = fmt.Errorf("config: %s: %q: not a duration (write e.g. \"90s\", \"5m\", \"24h\" or \"36d\")", key, *v)
+		return
+	}
+	if d < 0 {
+		p.err = fmt.Errorf("config: %s: %q: must not be negative", key, *v)
+		return
+	}
+	*dst = d
+}
+
+func (p *parser) cidrs(dst *[]netip.Prefix, key string, v *[]string) {
+	if v == nil || p.err != nil {
+		return
+	}
+	out := make([]netip.Prefix, 0, len(*v))
+	for i, s := range *v {
+		pfx, err := ParsePrefix(s)
+		if err != nil {
+			p.err = fmt.Errorf("config: %s[%d]: %q: not an address or CIDR (write e.g. \"192.0.2.0/24\", \"2001:db8::/32\" or \"192.0.2.7\")", key, i, s)
+			return
+		}
+		out = append(out, pfx)
+	}
+	*dst = out
+}
+
+// ParsePrefix accepts a CIDR or a single address (taken as /32 or /128).
+// The prefix is masked, so "192.0.2.7/24" means 192.0.2.0/24.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParseDuration is time.ParseDuration plus a "d" (day) unit, because mail
+// administrators think of white_ttl in days.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasSuffix(s, "d") && !strings.ContainsAny(s[:len(s)-1], "hmsuµn") {
+		n, err := strconv.ParseFloat(strings.TrimSuffix(s, "d"), 64)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	return time.ParseDuration(s)
+}
+
+func (c *Config) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("config: listen: %q: want host:port, e.g. \":25\" or \"192.0.2.1:25\"", c.Listen)
+	}
+	if _, _, err := net.SplitHostPort(c.Backend); err != nil {
+		return fmt.Errorf("config: backend: %q: want host:port of the real mail server, e.g. \"127.0.0.1:10025\"", c.Backend)
+	}
+	switch c.BackendProxyProtocol {
+	case "v1", "v2", "none":
+	default:
+		return fmt.Errorf("config: backend_proxy_protocol: %q: want \"v2\", \"v1\" or \"none\"", c.BackendProxyProtocol)
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
+		return fmt.Errorf("config: hostname: %q: want the host name for the banner, e.g. \"mx.example.org\"", c.Hostname)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("config: data_dir: must not be empty (default \"./moat-data\")")
+	}
+	switch {
+	case c.Store == "", c.Store == "bolt", strings.HasPrefix(c.Store, "redis://"),
+		strings.HasPrefix(c.Store, "rediss://"), strings.HasPrefix(c.Store, "redis-sentinel://"),
+		strings.HasPrefix(c.Store, "redis-cluster://"):
+	default:
+		return fmt.Errorf("config: store: %q: want \"bolt\" (default) or a redis:// or rediss:// URL", c.Store)
+	}
+	g := c.Greylist
+	if g.MinRetry >= g.RetryWindow {
+		return fmt.Errorf("config: greylist.min_retry (%s) must be shorter than greylist.retry_window (%s)", g.MinRetry, g.RetryWindow)
+	}
+	if g.WhiteTTL <= 0 {
+		return fmt.Errorf("config: greylist.white_ttl must be positive (default \"864h\")")
+	}
+	if g.GreetDelay > 5*time.Minute {
+		return fmt.Errorf("config: greylist.greet_delay: %s is longer than the 5 minutes senders wait for a banner (RFC 5321 4.5.3.2); use at most \"30s\"", g.GreetDelay)
+	}
+	if g.IPv4Prefix < 8 || g.IPv4Prefix > 32 {
+		return fmt.Errorf("config: greylist.ipv4_prefix: %d: want 8..32 (default 24)", g.IPv4Prefix)
+	}
+	if g.IPv6Prefix < 16 || g.IPv6Prefix > 128 {
+		return fmt.Errorf("config: greylist.ipv6_prefix: %d: want 16..128 (default 64)", g.IPv6Prefix)
+	}
+	if c.BlackTTL <= 0 {
+		return fmt.Errorf("config: black_ttl must be positive (default \"24h\")")
+	}
+	t := c.Tarpit
+	if t.Stutter <= 0 || t.Stutter > time.Minute {
+		return fmt.Errorf("config: tarpit.stutter: %s: want between \"1ms\" and \"1m\" (default \"1s\")", t.Stutter)
+	}
+	if t.MaxConns < 1 {
+		return fmt.Errorf("config: tarpit.max_conns: %d: must be at least 1 (default 15000)", t.MaxConns)
+	}
+	if t.MaxBytes < 1024 {
+		return fmt.Errorf("config: tarpit.max_bytes: %d: must be at least 1024 (default 10485760)", t.MaxBytes)
+	}
+	l := c.Limits
+	for _, kv := range []struct {
+		key string
+		v   int64
+	}{
+		{"limits.max_conns", int64(l.MaxConns)},
+		{"limits.max_conns_per_ip", int64(l.MaxConnsPerIP)},
+		{"limits.max_rcpts", int64(l.MaxRcpts)},
+		{"limits.max_message_size", l.MaxMessageSize},
+		{"limits.max_commands", int64(l.MaxCommands)},
+		{"limits.max_errors", int64(l.MaxErrors)},
+	} {
+		if kv.v < 1 {
+			return fmt.Errorf("config: %s: %d: must be at least 1", kv.key, kv.v)
+		}
+	}
+	if t.MaxConns >= l.MaxConns {
+		return fmt.Errorf("config: tarpit.max_conns (%d) must be below limits.max_conns (%d), so white and grey hosts keep a reserve when the tarpit is full", t.MaxConns, l.MaxConns)
+	}
+	for _, kv := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"limits.idle_timeout", l.IdleTimeout},
+		{"limits.data_timeout", l.DataTimeout},
+		{"limits.backend_timeout", l.BackendTimeout},
+		{"tarpit.max_duration", t.MaxDuration},
+		{"tarpit.idle_timeout", t.IdleTimeout},
+	} {
+		if kv.v <= 0 {
+			return fmt.Errorf("config: %s: must be positive", kv.key)
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return fmt.Errorf("config: tls.cert and tls.key must be set together (or neither, to not offer STARTTLS)")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level: %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		return fmt.Errorf("config: log.format: %q: want json or text", c.Log.Format)
+	}
+	for i, a := range c.Traps.Addresses {
+		if !strings.Contains(a, "@") {
+			return fmt.Errorf("config: traps.addresses[%d]: %q: want a full address, e.g. \"trap@example.org\"", i, a)
+		}
+	}
+	return nil
+}
+
+// AdminSocket is the path of the admin socket.
+func (c *Config) AdminSocket() string {
+	if c.Admin.Socket != "" {
+		return c.Admin.Socket
+	}
+	return strings.TrimSuffix(c.DataDir, "/") + "/moat.sock"
+}

@@ -1,0 +1,294 @@
+// Package server owns the listener: it accepts connections, enforces the
+// connection limits, asks classify for each host's class and dispatches the
+// connection to the splice (white), the grey dialog or the tarpit (black).
+// It writes one log line per session and shuts down gracefully.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"moat/internal/classify"
+	"moat/internal/dialog"
+	"moat/internal/relay"
+	"moat/internal/store"
+	"moat/internal/tarpit"
+)
+
+// Config holds what the server needs beyond its parts.
+type Config struct {
+	Hostname      string
+	MaxConns      int // all connections, tarpit included
+	MaxConnsPerIP int
+	ShutdownGrace time.Duration // how long sessions may finish after a stop; default 30s
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	Connections int64            `json:"connections"` // open now, tarpit included
+	Sessions    map[string]int64 `json:"sessions"`    // finished sessions by class
+	Refused     map[string]int64 `json:"refused"`     // connections closed at once, by cause
+	Tarpit      tarpit.Stats     `json:"tarpit"`
+	StoreErrors int64            `json:"store_errors"`
+}
+
+// Server dispatches connections by class.
+type Server struct {
+	cfg    Config
+	eng    *classify.Engine
+	tp     *tarpit.Tarpit
+	dialer *relay.Dialer
+	dcfg   *dialog.Config
+	log    *slog.Logger
+
+	conns       atomic.Int64
+	mu          sync.Mutex
+	perIP       map[netip.Addr]int
+	sessions    [3]atomic.Int64
+	refusedCap  atomic.Int64
+	refusedIP   atomic.Int64
+	refusedTP   atomic.Int64
+	storeErrors atomic.Int64
+	lastFullLog atomic.Int64 // unix seconds of the last "tarpit full" log line
+	finishedMS  atomic.Int64 // tarpit milliseconds of sessions that ended since start
+	wg          sync.WaitGroup
+}
+
+// New returns a Server. The tarpit's Done event must call s.TarpitDone,
+// which New arranges through Events.
+func New(cfg Config, eng *classify.Engine, dialer *relay.Dialer, dcfg *dialog.Config, log *slog.Logger) *Server {
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 30 * time.Second
+	}
+	return &Server{cfg: cfg, eng: eng, dialer: dialer, dcfg: dcfg, log: log, perIP: map[netip.Addr]int{}}
+}
+
+// SetTarpit gives the server its tarpit. The tarpit must have been built
+// with TarpitEvents(s) merged into its events.
+func (s *Server) SetTarpit(tp *tarpit.Tarpit) { s.tp = tp }
+
+// TarpitDone is the tarpit's Done event: it logs the black session, adds
+// its held time to the store's counter and releases its connection slot.
+func (s *Server) TarpitDone(client netip.Addr, held time.Duration, bytesIn int64, msgs int) {
+	s.release(client)
+	s.sessions[store.Black].Add(1)
+	s.finishedMS.Add(held.Milliseconds())
+	if err := s.eng.Store().Add("tarpit_seconds", int64(held.Round(time.Second)/time.Second)); err != nil {
+		s.storeErrors.Add(1)
+	}
+	s.log.Info("session", "client", client.String(), "class", "black", "verdict", "tarpit",
+		"held", held.Round(time.Millisecond).String(), "bytes_in", bytesIn, "messages", msgs)
+}
+
+// HeldNow returns the tarpit seconds spent so far on connections that are
+// still held (the store counts only those that ended).
+func (s *Server) HeldNow() float64 {
+	if s.tp == nil {
+		return 0
+	}
+	d := s.tp.Stats().HeldSeconds - float64(s.finishedMS.Load())/1000
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Connections: s.conns.Load(),
+		Sessions:    map[string]int64{},
+		Refused: map[string]int64{
+			"max_conns":        s.refusedCap.Load(),
+			"max_conns_per_ip": s.refusedIP.Load(),
+			"tarpit_full":      s.refusedTP.Load(),
+		},
+		StoreErrors: s.storeErrors.Load(),
+	}
+	for c := store.Grey; c <= store.Black; c++ {
+		st.Sessions[c.String()] = s.sessions[c].Load()
+	}
+	if s.tp != nil {
+		st.Tarpit = s.tp.Stats()
+	}
+	return st
+}
+
+// Serve accepts connections on ln until ctx is done, then stops accepting,
+// gives open sessions ShutdownGrace to end, and returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors or similar: back off
+				// as net/http does, and keep serving.
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay *= 2; delay > time.Second {
+					delay = time.Second
+				}
+				s.log.Warn("accept", "err", err.Error(), "retry_in", delay.String())
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("server: accept: %w", err)
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(ctx, c)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.ShutdownGrace):
+		s.log.Warn("shutdown: sessions still open after grace period, closing them")
+	}
+	return nil
+}
+
+func isTemporary(err error) bool {
+	type temporary interface{ Temporary() bool }
+	var t temporary
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// acquire takes a connection slot for client, or says why not.
+func (s *Server) acquire(client netip.Addr) string {
+	if n := s.conns.Add(1); n > int64(s.cfg.MaxConns) {
+		s.conns.Add(-1)
+		s.refusedCap.Add(1)
+		return "max_conns"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[client] >= s.cfg.MaxConnsPerIP {
+		s.conns.Add(-1)
+		s.refusedIP.Add(1)
+		return "max_conns_per_ip"
+	}
+	s.perIP[client]++
+	return ""
+}
+
+func (s *Server) release(client netip.Addr) {
+	s.conns.Add(-1)
+	s.mu.Lock()
+	if s.perIP[client]--; s.perIP[client] <= 0 {
+		delete(s.perIP, client)
+	}
+	s.mu.Unlock()
+}
+
+func clientAddr(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func (s *Server) handle(ctx context.Context, c net.Conn) {
+	client := clientAddr(c)
+	if why := s.acquire(client); why != "" {
+		// Closing at once costs nothing; a 421 would cost a write
+		// to a host that is probably a bot flooding us.
+		c.Close()
+		s.log.Debug("refused", "client", client.String(), "cause", why)
+		return
+	}
+	start := time.Now()
+	v, err := s.eng.Classify(client)
+	if err != nil {
+		s.storeErrors.Add(1)
+	}
+	switch v.Class {
+	case store.White:
+		s.splice(ctx, c, client, v, start)
+		s.release(client)
+	case store.Black:
+		if s.tp.Hold(c, client, tarpit.Start{}) {
+			return // released by TarpitDone
+		}
+		s.release(client)
+		s.tarpitFull(client)
+	default:
+		res := dialog.Serve(ctx, c, client, s.dcfg, s.eng, s.tp, s.dialer)
+		s.sessions[store.Grey].Add(1)
+		if res.Tarpitted {
+			s.log.Info("session", "client", client.String(), "class", "grey", "verdict", res.Verdict,
+				"reason", res.Reason, "helo", res.Helo, "duration", time.Since(start).Round(time.Millisecond).String(),
+				"bytes_in", res.BytesIn, "bytes_out", res.BytesOut, "next", "tarpit")
+			return // released by TarpitDone
+		}
+		s.release(client)
+		if res.Verdict == "early-talker" || res.Verdict == "trap" {
+			s.tarpitFull(client)
+		}
+		attrs := []any{"client", client.String(), "class", "grey", "verdict", res.Verdict,
+			"reason", res.Reason, "helo", res.Helo, "sender", res.Sender, "rcpts", res.Rcpts,
+			"deferred", res.Deferred, "messages", res.Messages, "tls", res.TLS,
+			"duration", time.Since(start).Round(time.Millisecond).String(),
+			"bytes_in", res.BytesIn, "bytes_out", res.BytesOut}
+		if err != nil {
+			attrs = append(attrs, "store_error", err.Error())
+		}
+		s.log.Info("session", attrs...)
+	}
+}
+
+// tarpitFull notes a black connection that the tarpit had no room for; the
+// log line is written at most once a minute so a flood cannot fill the log.
+func (s *Server) tarpitFull(client netip.Addr) {
+	s.refusedTP.Add(1)
+	now := time.Now().Unix()
+	last := s.lastFullLog.Load()
+	if now-last >= 60 && s.lastFullLog.CompareAndSwap(last, now) {
+		s.log.Warn("tarpit full: closing new black connections at once; white and grey hosts are still served",
+			"client", client.String(), "held", s.tp.Stats().Held, "refused_total", s.refusedTP.Load())
+	}
+}
+
+func (s *Server) splice(ctx context.Context, c net.Conn, client netip.Addr, v classify.Verdict, start time.Time) {
+	if err := s.eng.Seen(client, v); err != nil {
+		s.storeErrors.Add(1)
+	}
+	be, err := s.dialer.Dial(ctx, c.RemoteAddr(), c.LocalAddr())
+	if err != nil {
+		// The client keeps its mail and retries later.
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "421 4.4.1 %s Service not available, try again later\r\n", s.cfg.Hostname)
+		c.Close()
+		s.sessions[store.White].Add(1)
+		s.log.Warn("session", "client", client.String(), "class", "white", "verdict", "backend-unavailable",
+			"reason", v.Reason, "err", err.Error())
+		return
+	}
+	up, down := relay.Splice(c, be)
+	s.sessions[store.White].Add(1)
+	s.log.Info("session", "client", client.String(), "class", "white", "verdict", "spliced", "reason", v.Reason,
+		"duration", time.Since(start).Round(time.Millisecond).String(), "bytes_in", up, "bytes_out", down)
+}

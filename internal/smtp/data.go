@@ -1,0 +1,286 @@
+package smtp
+
+import (
+	"bytes"
+	"errors"
+	"io"
+)
+
+// errDrained is what Read returns after Drain abandoned a message that had
+// no error of its own, so that a caller reading on by mistake never takes
+// the truncated stream for a whole message.
+var errDrained = errors.New("smtp: DATA was drained")
+
+// DataReader yields one message's DATA section exactly as the client sent
+// it, after checking every byte. See Reader.Data.
+type DataReader struct {
+	r   *Reader
+	max int64
+
+	size int64 // bytes yielded so far
+	body int64 // bytes checked, not counting the terminating ".\r\n"
+
+	// ok is how many checked bytes sit at the front of the Reader's buffer,
+	// waiting to be yielded. Checking never consumes a byte it cannot yet
+	// decide on (a CR whose next byte has not arrived, a dot at the start of
+	// a line that may be the end), so whatever is left in the buffer past ok
+	// is exactly what the client sent after the last decided byte.
+	ok  int
+	bol bool  // the first undecided byte starts a line
+	end bool  // the terminator has been checked (it is within ok, or yielded)
+	err error // returned once the ok bytes before it have been yielded
+}
+
+// Data returns a reader over one message's DATA section, to be called after
+// the reply 354. It yields the bytes as the client sent them (dot-stuffing
+// and CRLFs kept) up to and including the terminating ".\r\n" line, then
+// io.EOF. Its output is therefore exactly what moat may write to a backend
+// server that answered 354, and the Reader is left on the next command.
+//
+// Only CRLF "." CRLF ends the message; the first line of DATA counts as
+// following a CRLF, so a first line "." is an empty message.
+//
+// Anything else that a server somewhere may take for a line end is refused:
+// a LF without CR gives ErrBareLF, a CR without LF gives ErrBareCR. This
+// closes every SMTP smuggling variant at once (LF.LF, CR.CR, LF.CRLF,
+// CRLF.LF, CR.CRLF, a NUL before the dot, ...): if we and the backend could
+// disagree on where the message ends, a client could hide a second message
+// in the first, sent with our authority. Postfix calls this
+// smtpd_forbid_bare_newline; chasquid refuses bare LF the same way. Every
+// error is returned before the offending byte is yielded, so nothing past a
+// violation is ever handed on; in particular a CR is only yielded together
+// with its LF.
+//
+// max bounds the message as sent, dot-stuffing included, the terminating
+// ".\r\n" not included. A Read that would yield more returns ErrTooLarge
+// instead. max <= 0 means no limit.
+//
+// After an error, Drain reads on to the end of the message so the dialog can
+// go on.
+func (r *Reader) Data(max int64) *DataReader {
+	return &DataReader{r: r, max: max, bol: true}
+}
+
+// Size returns the number of bytes yielded so far.
+func (d *DataReader) Size() int64 { return d.size }
+
+// Read yields checked DATA bytes. It returns io.EOF after the terminating
+// ".\r\n", and ErrBareLF, ErrBareCR, ErrTooLarge or the connection's error
+// once all the bytes before the problem have been yielded. Errors are
+// sticky.
+func (d *DataReader) Read(p []byte) (int, error) {
+	if d.ok == 0 {
+		if d.err != nil {
+			return 0, d.err
+		}
+		if d.end {
+			return 0, io.EOF
+		}
+		d.check()
+		if d.ok == 0 {
+			return 0, d.err // check only stops with nothing decided on an error
+		}
+	}
+	n := min(d.ok, len(p))
+	b, _ := d.r.br.Peek(n) // cannot fail: the ok bytes are buffered
+	copy(p, b)
+	d.r.br.Discard(n)
+	d.ok -= n
+	d.size += int64(n)
+	return n, nil
+}
+
+// check decides on as many buffered bytes as it can, reading from the
+// connection only when nothing at all can be decided without more input. It
+// is called with ok == 0 and no end or error yet, and returns with ok > 0,
+// or an error set.
+func (d *DataReader) check() {
+	br := d.r.br
+	want := 1 // bytes needed to decide on anything
+	for {
+		win, err := br.Peek(max(want, br.Buffered()))
+		if len(win) < want {
+			if err == io.EOF {
+				// The client closed before the end of the message.
+				err = io.ErrUnexpectedEOF
+			}
+			d.err = err
+			return
+		}
+		i, need := d.scan(win)
+		if i > 0 || d.err != nil {
+			d.ok = i
+			return
+		}
+		want = need
+	}
+}
+
+// scan decides on the bytes of win, a view of the buffer starting at the
+// first undecided byte, and returns how many it accepted. If it stops
+// because a decision needs more bytes than win holds, need is the window
+// size that would do. It sets d.end at the terminator and d.err at a
+// violation; the accepted bytes are those before the offending one.
+func (d *DataReader) scan(win []byte) (accepted, need int) {
+	i := 0
+	for i < len(win) {
+		seg := win[i:]
+		if d.bol && seg[0] == '.' {
+			// Either the end of the message or a line that starts with a dot
+			// (dot-stuffed or not: we hand it on as it is either way).
+			if len(seg) < 2 {
+				return i, i + 2
+			}
+			if seg[1] == '\r' {
+				if len(seg) < 3 {
+					return i, i + 3
+				}
+				if seg[2] == '\n' {
+					// The terminator is not part of the message, so it does
+					// not count against max: a message of exactly max bytes
+					// gets through.
+					d.end = true
+					return i + 3, 0
+				}
+			}
+			// An ordinary line; the checks below apply to it, dot included.
+		}
+
+		// Take the rest of the line, or as much of it as win holds. A line
+		// must end in CRLF and hold no other CR or LF.
+		var (
+			n    int   // bytes of seg that pass
+			eol  bool  // seg[:n] ends with CRLF
+			more bool  // seg[n] is a CR at the end of win: need its next byte
+			err  error // what is wrong with seg[n], if anything
+		)
+		if lf := bytes.IndexByte(seg, '\n'); lf >= 0 {
+			switch cr := bytes.IndexByte(seg[:lf], '\r'); {
+			case cr < 0:
+				n, err = lf, ErrBareLF
+			case cr < lf-1:
+				n, err = cr, ErrBareCR
+			default:
+				n, eol = lf+1, true
+			}
+		} else {
+			switch cr := bytes.IndexByte(seg, '\r'); {
+			case cr < 0:
+				n = len(seg)
+			case cr == len(seg)-1:
+				n, more = cr, true
+			default:
+				n, err = cr, ErrBareCR
+			}
+		}
+
+		if d.max > 0 && d.body+int64(n) > d.max {
+			full := n
+			n = int(d.max - d.body)
+			if eol && n == full-1 {
+				// Never yield a CR without its LF.
+				n--
+			}
+			d.body += int64(n)
+			d.err = ErrTooLarge
+			return i + n, 0
+		}
+		d.body += int64(n)
+		i += n
+		if err != nil {
+			d.err = err
+			return i, 0
+		}
+		if eol {
+			d.bol = true
+		} else if n > 0 {
+			d.bol = false
+		}
+		if more {
+			return i, i + 2
+		}
+	}
+	return i, 0
+}
+
+// Drain reads on and discards until the end of the message, so the dialog
+// can go on after ErrTooLarge, or after the caller gave up on a message for
+// its own reasons. Bytes checked but not yet yielded are discarded too.
+//
+// Drain tolerates bare CR and LF but, like Read, stops only at CRLF "." CRLF
+// (or a first line "."): the client will send its next command after the
+// real end, and that is the only end we recognise. A client could keep us
+// reading forever, so Drain gives up with ErrDrainLimit after maxDrain bytes.
+// It returns io.ErrUnexpectedEOF if the input ends first, and the
+// connection's error if Read already met one. After Drain, Read keeps
+// returning its error (or an error of its own if there was none).
+func (d *DataReader) Drain(maxDrain int64) error {
+	br := d.r.br
+	if d.ok > 0 {
+		br.Discard(d.ok)
+		d.ok = 0
+	}
+	switch d.err {
+	case nil:
+		d.err = errDrained
+	case ErrBareLF, ErrBareCR, ErrTooLarge:
+	default:
+		if !d.end { // the connection failed, or Drain already gave up
+			return d.err
+		}
+	}
+	if d.end {
+		return nil
+	}
+
+	// How far we are into "\r\n.\r\n".
+	const (
+		mid    = iota // within a line
+		cr            // after a CR
+		bol           // at the start of a line (after CRLF)
+		dot           // after "\r\n."
+		dotCR         // after "\r\n.\r"
+	)
+	state := mid
+	if d.bol {
+		state = bol
+	}
+	var n int64
+	for {
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				d.err = err
+				return err
+			}
+		}
+		win, _ := br.Peek(br.Buffered())
+		for i, c := range win {
+			if n >= maxDrain {
+				br.Discard(i)
+				d.err = ErrDrainLimit
+				return ErrDrainLimit
+			}
+			n++
+			switch {
+			case c == '\r' && state == dot:
+				state = dotCR
+			case c == '\r':
+				state = cr
+			case c == '\n' && state == cr:
+				state = bol
+			case c == '\n' && state == dotCR:
+				br.Discard(i + 1)
+				d.end = true
+				return nil
+			case c == '.' && state == bol:
+				state = dot
+			default:
+				state = mid
+			}
+		}
+		br.Discard(len(win))
+	}
+}

@@ -1,0 +1,215 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"maps"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// Seed corpora live in testdata/fuzz/FuzzXxx/.
+
+func FuzzParseCommand(f *testing.F) {
+	f.Fuzz(func(t *testing.T, line string) {
+		c := ParseCommand(line)
+		if strings.ContainsAny(c.Verb, " \t") {
+			t.Fatalf("verb %q holds a blank", c.Verb)
+		}
+		if c.Verb != asciiUpper(c.Verb) {
+			t.Fatalf("verb %q not upper-cased", c.Verb)
+		}
+		if c.Arg != strings.Trim(c.Arg, " \t") {
+			t.Fatalf("arg %q not trimmed", c.Arg)
+		}
+		if c.Verb == "" && c.Arg != "" {
+			t.Fatalf("arg %q without verb", c.Arg)
+		}
+		// Parsing what we parsed gives the same.
+		again := c.Verb
+		if c.Arg != "" {
+			again += " " + c.Arg
+		}
+		if c2 := ParseCommand(again); c2 != c {
+			t.Fatalf("ParseCommand(%q) = %+v, but ParseCommand(%q) = %+v", line, c, again, c2)
+		}
+	})
+}
+
+// FuzzParseMail covers ParseMail and ParseRcpt, and Normalize on what they
+// return.
+func FuzzParseMail(f *testing.F) {
+	f.Fuzz(func(t *testing.T, arg string, rcpt bool) {
+		parse, keyword := ParseMail, "FROM"
+		if rcpt {
+			parse, keyword = ParseRcpt, "TO"
+		}
+		addr, params, err := parse(arg)
+		if err != nil {
+			if addr != "" || params != nil {
+				t.Fatalf("error %v with %q, %v", err, addr, params)
+			}
+			return
+		}
+		if hasControl(addr) {
+			t.Fatalf("address %q holds a control character", addr)
+		}
+		if rcpt && addr == "" {
+			t.Fatalf("empty recipient accepted from %q", arg)
+		}
+		for k, v := range params {
+			if !isKeyword(k) || k != asciiUpper(k) || hasControl(v) {
+				t.Fatalf("bad parameter %q=%q", k, v)
+			}
+		}
+		// What we accept, written back in canonical form, parses the same.
+		var b strings.Builder
+		b.WriteString(keyword + ":<" + addr + ">")
+		for k, v := range params {
+			b.WriteString(" " + k)
+			if v != "" {
+				b.WriteString("=" + v)
+			}
+		}
+		addr2, params2, err := parse(b.String())
+		if err != nil || addr2 != addr || !maps.Equal(params, params2) {
+			t.Fatalf("%q -> %q, %v; but %q -> %q, %v, %v", arg, addr, params, b.String(), addr2, params2, err)
+		}
+		if n, err := Normalize(addr); err == nil {
+			checkNormalized(t, addr, n)
+		}
+	})
+}
+
+func FuzzNormalize(f *testing.F) {
+	f.Fuzz(func(t *testing.T, addr string) {
+		n, err := Normalize(addr)
+		if err != nil {
+			if n != "" {
+				t.Fatalf("error %v with %q", err, n)
+			}
+			return
+		}
+		checkNormalized(t, addr, n)
+	})
+}
+
+func checkNormalized(t *testing.T, addr, n string) {
+	t.Helper()
+	if !utf8.ValidString(n) || hasControl(n) || strings.ContainsAny(n, " \t") && !strings.HasPrefix(n, `"`) {
+		t.Fatalf("Normalize(%q) = %q: bad characters", addr, n)
+	}
+	if n2, err := Normalize(n); n2 != n || err != nil {
+		t.Fatalf("Normalize(%q) = %q, but Normalize(%q) = %q, %v", addr, n, n, n2, err)
+	}
+	d := Domain(n)
+	if d == "" && n != "postmaster" {
+		t.Fatalf("Normalize(%q) = %q without a domain", addr, n)
+	}
+	if strings.HasSuffix(d, ".") || d != strings.ToLower(d) {
+		t.Fatalf("Normalize(%q) = %q: domain not canonical", addr, n)
+	}
+	if strings.ToLower(n) != n {
+		t.Fatalf("Normalize(%q) = %q: not lower case", addr, n)
+	}
+}
+
+// refData is the DATA reader written as plainly as possible, over the whole
+// input: it returns how many bytes of in Data must yield and the error it
+// must stop with.
+func refData(in []byte, max int64) (int, error) {
+	var body int64
+	bol := true
+	for i := 0; ; {
+		rest := in[i:]
+		switch {
+		case len(rest) == 0:
+			return i, io.ErrUnexpectedEOF
+		case bol && bytes.HasPrefix(rest, []byte(".\r\n")):
+			return i + 3, io.EOF
+		case bol && (bytes.Equal(rest, []byte(".")) || bytes.Equal(rest, []byte(".\r"))):
+			return i, io.ErrUnexpectedEOF // cannot tell yet whether it is the end
+		case rest[0] == '\n':
+			return i, ErrBareLF
+		case rest[0] == '\r' && len(rest) == 1:
+			return i, io.ErrUnexpectedEOF
+		case rest[0] == '\r' && rest[1] != '\n':
+			return i, ErrBareCR
+		case rest[0] == '\r':
+			if max > 0 && body+2 > max {
+				return i, ErrTooLarge
+			}
+			body, i, bol = body+2, i+2, true
+		default:
+			if max > 0 && body+1 > max {
+				return i, ErrTooLarge
+			}
+			body, i, bol = body+1, i+1, false
+		}
+	}
+}
+
+func FuzzData(f *testing.F) {
+	f.Fuzz(func(t *testing.T, in []byte, max uint16, bufSize uint8) {
+		wantN, wantErr := refData(in, int64(max))
+		for _, src := range sources {
+			r := NewReader(src.wrap(bytes.NewReader(in)))
+			d := r.Data(int64(max))
+			out, err := readData(d, int(bufSize)%64+1)
+			if !bytes.HasPrefix(in, []byte(out)) {
+				t.Fatalf("%s: output %q is not a prefix of the input", src.name, out)
+			}
+			if err != wantErr || len(out) != wantN {
+				t.Fatalf("%s: Data(%q, %d) = %q, %v; want %q, %v", src.name, in, max, out, err, in[:wantN], wantErr)
+			}
+			// No line end anywhere but CRLF.
+			if strings.Count(out, "\n") != strings.Count(out, "\r\n") || strings.Count(out, "\r") != strings.Count(out, "\r\n") {
+				t.Fatalf("%s: output %q holds a bare CR or LF", src.name, out)
+			}
+			if err == io.EOF {
+				if out != ".\r\n" && !strings.HasSuffix(out, "\r\n.\r\n") {
+					t.Fatalf("%s: output %q ends without the terminator", src.name, out)
+				}
+				if i := strings.Index(out, "\r\n.\r\n"); i >= 0 && i != len(out)-5 || strings.HasPrefix(out, ".\r\n") && out != ".\r\n" {
+					t.Fatalf("%s: output %q goes on past an end", src.name, out)
+				}
+				// The reader stands right after the message.
+				rest, _ := io.ReadAll(r.br)
+				if !bytes.Equal(rest, in[len(out):]) {
+					t.Fatalf("%s: after DATA, %q left; want %q", src.name, rest, in[len(out):])
+				}
+			}
+			if d.Size() != int64(len(out)) {
+				t.Fatalf("%s: Size() = %d, yielded %d", src.name, d.Size(), len(out))
+			}
+		}
+	})
+}
+
+func FuzzReadReply(f *testing.F) {
+	f.Fuzz(func(t *testing.T, in []byte, maxLines uint8) {
+		max := int(maxLines)%8 + 1
+		r, err := ReadReply(bufio.NewReader(bytes.NewReader(in)), max)
+		if err != nil {
+			if r.Code != 0 || r.Lines != nil {
+				t.Fatalf("error %v with %+v", err, r)
+			}
+			return
+		}
+		if r.Code < 200 || r.Code > 599 || len(r.Lines) == 0 || len(r.Lines) > max {
+			t.Fatalf("ReadReply(%q) = %+v", in, r)
+		}
+		for _, l := range r.Lines {
+			if strings.Contains(l, "\n") || len(l) > MaxReplyLine {
+				t.Fatalf("ReadReply(%q): bad line %q", in, l)
+			}
+		}
+		// What we read, written back, reads the same.
+		r2, err := ReadReply(bufio.NewReader(strings.NewReader(r.String())), max)
+		if err != nil || r2.Code != r.Code || strings.Join(r2.Lines, "\n") != strings.Join(r.Lines, "\n") || len(r2.Lines) != len(r.Lines) {
+			t.Fatalf("ReadReply(%q) = %+v; written back %q reads %+v, %v", in, r, r.String(), r2, err)
+		}
+	})
+}

@@ -1,0 +1,227 @@
+package bolt
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"math"
+	"net/netip"
+	"time"
+
+	"moat/internal/store"
+)
+
+// On-disk layout, format version 1. Every integer is big-endian; every time
+// is Unix nanoseconds as an int64, 0 meaning the zero time.
+//
+//	meta      "version" → uint32
+//	hosts     prefix (netip.Prefix binary form) → class u8 | first | last | expires | reason
+//	triplets  tripletKey (16 bytes) → first | last | expires | count u32
+//	traps     address → empty
+//	counters  name → int64
+//	records   one nested bucket per kind: key → expires | value
+//
+// Values are fixed-size binary rather than JSON because there are millions
+// of triplets: 28 bytes each on disk, decoded without allocating at Open.
+const formatVersion = 1
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketHosts    = []byte("hosts")
+	bucketTriplets = []byte("triplets")
+	bucketTraps    = []byte("traps")
+	bucketCounters = []byte("counters")
+	bucketRecords  = []byte("records")
+
+	keyVersion = []byte("version")
+
+	allBuckets = [][]byte{bucketMeta, bucketHosts, bucketTriplets, bucketTraps, bucketCounters, bucketRecords}
+)
+
+const (
+	hostHeaderLen = 1 + 3*8
+	tripletLen    = 3*8 + 4
+	recordHdrLen  = 8
+)
+
+var errFormat = errors.New("malformed entry")
+
+// tkey is a triplet's identity in memory and on disk: the first 16 bytes of
+// the SHA-256 of its fields. A fixed-size key keeps an entry small whatever
+// the length of the addresses, and a cryptographic hash keeps it the same
+// across restarts and machines (a seeded map hash would not). Two triplets
+// colliding would only let a sender skip one greylist retry.
+type tkey [16]byte
+
+// tval is what memory keeps of a triplet: 32 bytes, no pointers, so a
+// million of them cost the garbage collector nothing to scan.
+type tval struct {
+	first, last, expires int64
+	count                uint32
+}
+
+func tripletKey(t store.Triplet) tkey {
+	p := normPrefix(t.Net)
+	var buf [192]byte
+	b := buf[:0]
+	a := p.Addr().As16()
+	b = append(b, a[:]...)
+	fam := byte(0)
+	switch {
+	case p.Addr().Is4():
+		fam = 4
+	case p.Addr().Is6():
+		fam = 6
+	}
+	b = append(b, fam, byte(p.Bits()))
+	// The sender's length keeps <ab> <c> apart from <a> <bc>.
+	b = binary.BigEndian.AppendUint32(b, uint32(len(t.Sender)))
+	b = append(b, t.Sender...)
+	b = append(b, t.Rcpt...)
+	sum := sha256.Sum256(b)
+	var k tkey
+	copy(k[:], sum[:16])
+	return k
+}
+
+// normPrefix gives every prefix one spelling: host bits cleared, no zone,
+// and IPv4-mapped IPv6 prefixes turned into IPv4 ones, so that
+// ::ffff:192.0.2.1/128 and 192.0.2.1/32 are the same host.
+func normPrefix(p netip.Prefix) netip.Prefix {
+	if !p.IsValid() {
+		return p
+	}
+	a, bits := p.Addr().WithZone(""), p.Bits()
+	if a.Is4In6() && bits >= 96 {
+		a, bits = a.Unmap(), bits-96
+	}
+	return netip.PrefixFrom(a, bits).Masked()
+}
+
+var (
+	minTime = time.Unix(0, math.MinInt64+1)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// toNanos maps the zero time to 0 and clamps times outside int64
+// nanoseconds (years before 1678 or after 2262) instead of overflowing.
+func toNanos(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Before(minTime):
+		return math.MinInt64 + 1
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// live reports whether an entry with the given expiry is visible at now.
+func live(expires, now int64) bool { return expires == 0 || expires > now }
+
+func appendTriplet(b []byte, v tval) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(v.first))
+	b = binary.BigEndian.AppendUint64(b, uint64(v.last))
+	b = binary.BigEndian.AppendUint64(b, uint64(v.expires))
+	return binary.BigEndian.AppendUint32(b, v.count)
+}
+
+func decodeTriplet(b []byte) (tval, error) {
+	if len(b) != tripletLen {
+		return tval{}, errFormat
+	}
+	return tval{
+		first:   int64(binary.BigEndian.Uint64(b)),
+		last:    int64(binary.BigEndian.Uint64(b[8:])),
+		expires: int64(binary.BigEndian.Uint64(b[16:])),
+		count:   binary.BigEndian.Uint32(b[24:]),
+	}, nil
+}
+
+// hval is what memory keeps of a host or network entry.
+type hval struct {
+	class                store.Class
+	reason               string
+	first, last, expires int64
+}
+
+func (v hval) host(p netip.Prefix) store.Host {
+	return store.Host{
+		Prefix:  p,
+		Class:   v.class,
+		Reason:  v.reason,
+		First:   fromNanos(v.first),
+		Last:    fromNanos(v.last),
+		Expires: fromNanos(v.expires),
+	}
+}
+
+func appendHostKey(b []byte, p netip.Prefix) []byte {
+	b, _ = p.AppendBinary(b) // cannot fail for a valid prefix
+	return b
+}
+
+func decodeHostKey(b []byte) (netip.Prefix, error) {
+	var p netip.Prefix
+	if err := p.UnmarshalBinary(b); err != nil || !p.IsValid() {
+		return netip.Prefix{}, errFormat
+	}
+	return normPrefix(p), nil
+}
+
+func appendHost(b []byte, v hval) []byte {
+	b = append(b, byte(v.class))
+	b = binary.BigEndian.AppendUint64(b, uint64(v.first))
+	b = binary.BigEndian.AppendUint64(b, uint64(v.last))
+	b = binary.BigEndian.AppendUint64(b, uint64(v.expires))
+	return append(b, v.reason...)
+}
+
+func decodeHost(b []byte) (hval, error) {
+	if len(b) < hostHeaderLen {
+		return hval{}, errFormat
+	}
+	return hval{
+		class:   store.Class(b[0]),
+		first:   int64(binary.BigEndian.Uint64(b[1:])),
+		last:    int64(binary.BigEndian.Uint64(b[9:])),
+		expires: int64(binary.BigEndian.Uint64(b[17:])),
+		reason:  string(b[hostHeaderLen:]),
+	}, nil
+}
+
+// record is an opaque evidence record in memory.
+type record struct {
+	val     []byte
+	expires int64
+}
+
+func appendRecord(b []byte, r record) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(r.expires))
+	return append(b, r.val...)
+}
+
+func decodeRecord(b []byte) (record, error) {
+	if len(b) < recordHdrLen {
+		return record{}, errFormat
+	}
+	return record{
+		expires: int64(binary.BigEndian.Uint64(b)),
+		val:     append([]byte{}, b[recordHdrLen:]...),
+	}, nil
+}
+
+func decodeCounter(b []byte) (int64, error) {
+	if len(b) != 8 {
+		return 0, errFormat
+	}
+	return int64(binary.BigEndian.Uint64(b)), nil
+}

@@ -1,0 +1,204 @@
+//go:build linux
+
+package tarpit
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// readBufSize is the one read buffer the epoll loop shares between all held
+// connections.
+const readBufSize = 16 << 10
+
+// poller is the epoll loop that reads for every fd-mode session. It is
+// level-triggered: a session is watched for EPOLLIN only while it owes
+// nothing, so unread pipelined commands wait in the kernel's buffer rather
+// than in ours, and a session that owes a reply wakes the loop only if the
+// client hangs up (EPOLLRDHUP, EPOLLHUP, EPOLLERR).
+type poller struct {
+	ep int // epoll descriptor
+	ev int // eventfd that wakes the loop for Close
+}
+
+func newPoller() (*poller, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	ev, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	e := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ev)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ev, &e); err != nil {
+		unix.Close(ep)
+		unix.Close(ev)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return &poller{ep: ep, ev: ev}, nil
+}
+
+// fdOf returns the descriptor of a *net.TCPConn. The conn stays open and
+// owned by the runtime (it is already non-blocking); File would dup it and
+// switch it to blocking mode.
+func (p *poller) fdOf(c net.Conn) (int32, bool) {
+	if p == nil {
+		return -1, false
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return -1, false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, false
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
+		return -1, false
+	}
+	return int32(fd), true
+}
+
+// add watches fd for hang-ups only; settle arms EPOLLIN when the session
+// wants input.
+func (p *poller) add(fd int32) error {
+	e := unix.EpollEvent{Events: unix.EPOLLRDHUP, Fd: fd}
+	return unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, int(fd), &e)
+}
+
+func (p *poller) arm(fd int32, in bool) error {
+	e := unix.EpollEvent{Events: unix.EPOLLRDHUP, Fd: fd}
+	if in {
+		e.Events |= unix.EPOLLIN
+	}
+	return unix.EpollCtl(p.ep, unix.EPOLL_CTL_MOD, int(fd), &e)
+}
+
+func (p *poller) del(fd int32) {
+	var e unix.EpollEvent // old kernels want a non-nil event for DEL
+	unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(fd), &e)
+}
+
+func (p *poller) wake() {
+	if p == nil {
+		return
+	}
+	var b [8]byte
+	binary.NativeEndian.PutUint64(b[:], 1)
+	unix.Write(p.ev, b[:])
+}
+
+func (p *poller) close() error {
+	if p == nil {
+		return nil
+	}
+	return errors.Join(unix.Close(p.ep), unix.Close(p.ev))
+}
+
+// run is the loop. It stops when Close has closed t.quit and woken it.
+func (p *poller) run(t *Tarpit) {
+	defer t.wg.Done()
+	events := make([]unix.EpollEvent, 256)
+	buf := make([]byte, readBufSize)
+	for {
+		n, err := unix.EpollWait(p.ep, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			// Cannot happen with valid arguments; without the loop no
+			// session can read, so let the limits and Close end them.
+			<-t.quit
+			return
+		}
+		for _, e := range events[:n] {
+			if e.Fd == int32(p.ev) {
+				select {
+				case <-t.quit:
+					return
+				default:
+				}
+				continue
+			}
+			hup := e.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+			t.readable(e.Fd, hup, buf)
+		}
+	}
+}
+
+// readable handles an event on fd: it peeks at what the client sent, feeds
+// it to the dialog and then consumes exactly the bytes the dialog used. The
+// rest (pipelined commands after one that now owes a reply) stays in the
+// kernel, so a session never needs a buffer of its own.
+func (t *Tarpit) readable(fd int32, hup bool, buf []byte) {
+	s := t.lookup(fd)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The descriptor may have been closed and reused since the event was
+	// queued; lookup then finds the new session, which is right, but an
+	// event meant for the old one may find the new one owing a reply.
+	if s.closed || s.fd != fd {
+		return
+	}
+	if s.owing() {
+		// The client hung up while we owe it bytes: it left, and so do we.
+		if hup {
+			s.shutLocked()
+		}
+		return
+	}
+	n, err := peek(fd, buf)
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return
+	case err != nil || n == 0:
+		s.shutLocked()
+		return
+	}
+	now := t.now()
+	k := s.take(buf[:n], now)
+	if s.closed {
+		return
+	}
+	if k > 0 {
+		if _, err := unix.Read(int(fd), buf[:k]); err != nil {
+			s.shutLocked()
+			return
+		}
+	}
+	s.settle(now)
+}
+
+// peek reads without consuming. It is a raw recvfrom so that no source
+// address is allocated for a connected socket.
+func peek(fd int32, buf []byte) (int, error) {
+	r, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
+}
+
+// writeOne writes one stuttered byte without blocking. again means the
+// socket could not take it now. MSG_NOSIGNAL: a client that left gets
+// EPIPE, not a signal.
+func writeOne(fd int32, b []byte) (again bool, err error) {
+	err = unix.Sendto(int(fd), b, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, nil)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return true, nil
+	}
+	return false, err
+}

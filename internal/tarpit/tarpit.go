@@ -1,0 +1,345 @@
+// Package tarpit holds black hosts in a fake open relay for as long as they
+// care to stay.
+//
+// It owns the tarpit dialog (it answers like a Postfix that relays for
+// anyone), the stutter (every byte of every reply, banner included, goes out
+// one byte per Stutter) and the bookkeeping of held connections. It must never
+// deliver, store or forward anything a client sends: there is no code path
+// from here to the backend, the tarpit never dials out, and DATA content is
+// discarded as it arrives.
+//
+// The cost of a held connection is designed, not discovered, after OpenBSD
+// spamd: one poll loop reads for every held connection, one scheduler writes
+// every stuttered byte, and a connection is a small fixed struct with no
+// goroutine, no buffer of its own and no timer. On Linux the loop is an epoll
+// loop over the sockets' descriptors; elsewhere, and for connections that are
+// not *net.TCPConn, a goroutine per connection reads while the same scheduler
+// paces its writes.
+package tarpit
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultStutter     = time.Second
+	DefaultMaxConns    = 15000
+	DefaultMaxBytes    = 10 << 20
+	DefaultMaxDuration = 30 * time.Minute
+	DefaultIdleTimeout = 5 * time.Minute
+)
+
+// Config sets the tarpit's limits. Zero fields take the defaults above;
+// Hostname is required.
+type Config struct {
+	Hostname    string        // name in the banner, EHLO and HELO replies
+	Stutter     time.Duration // time between two bytes written to a client; default 1s
+	MaxConns    int           // connections held at once; at the cap Hold refuses at once; default 15000
+	MaxBytes    int64         // bytes a client may send before it is dropped; default 10 MiB
+	MaxDuration time.Duration // how long a client may stay in all; default 30m
+	IdleTimeout time.Duration // no complete line for this long while we owe nothing: drop; default 5m
+}
+
+// Events are called from the tarpit's goroutines; they must not block (nil
+// funcs are skipped). They are called with the connection's lock held: they
+// may call Stats but not Hold or Close.
+type Events struct {
+	// Mail reports the raw address inside MAIL FROM:<...> as sent.
+	Mail func(client netip.Addr, sender string)
+	// Rcpt reports every RCPT a bot asks for: evidence for spamtrap mining.
+	Rcpt func(client netip.Addr, rcpt string)
+	// Done is called once per held connection when it ends. Connections
+	// refused by Hold were never held and get no Done.
+	Done func(client netip.Addr, held time.Duration, bytesIn int64, msgs int)
+}
+
+// Start describes where in the SMTP dialog a connection enters the tarpit.
+type Start struct {
+	Greeted bool   // the client already got a banner (a session moved here from the grey dialog)
+	InMail  bool   // a MAIL was already accepted, so RCPT/DATA may follow
+	Reply   string // a reply (with CRLF) to stutter out first, e.g. the answer to the RCPT that hit a trap; "" for none
+	Pending []byte // client bytes already read but not yet answered; processed as if they had just arrived. Hold takes ownership.
+}
+
+// Stats is a snapshot of the tarpit's counters.
+type Stats struct {
+	Held        int     // connections held now
+	Refused     uint64  // connections refused at the MaxConns cap (or after Close)
+	HeldSeconds float64 // total time held, across all finished and current connections
+	Sessions    uint64  // connections ever held
+}
+
+// Tarpit holds connections. Create it with New; it is safe for concurrent use.
+type Tarpit struct {
+	cfg Config
+	ev  Events
+
+	// Replies that depend on the hostname, built once.
+	banner, ehlo, helo string
+
+	base  time.Time // origin of the monotonic nanosecond clock used inside
+	wheel wheel
+	poll  *poller // nil where there is no epoll: every connection streams
+	one   [1]byte // the scheduler's write buffer; only the scheduler touches it
+
+	qidSeed uint64
+	qidSeq  atomic.Uint64
+
+	sweepEvery int64
+	sweepBuf   []*session // the scheduler's scratch copy of sessions
+
+	mu       sync.Mutex
+	closing  bool
+	sessions []*session // held now; session.idx is the position here
+	byFD     []*session // held fd-mode sessions by descriptor
+	sumStart int64      // sum of start over sessions, for HeldSeconds
+	finished int64      // nanoseconds held by connections that ended
+
+	refused  atomic.Uint64
+	total    atomic.Uint64
+	quit     chan struct{}
+	wg       sync.WaitGroup
+	closeErr error
+	once     sync.Once
+}
+
+// New checks cfg, fills its defaults and starts the tarpit's loop and
+// scheduler.
+func New(cfg Config, ev Events) (*Tarpit, error) {
+	t, err := newTarpit(cfg, ev)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newPoller()
+	if err != nil {
+		return nil, fmt.Errorf("tarpit: %w", err)
+	}
+	t.poll = p
+	if p != nil {
+		t.wg.Add(1)
+		go p.run(t)
+	}
+	t.wg.Add(1)
+	go t.schedule()
+	return t, nil
+}
+
+// newTarpit builds a Tarpit without starting anything, so dialog tests can
+// drive sessions by hand.
+func newTarpit(cfg Config, ev Events) (*Tarpit, error) {
+	if cfg.Hostname == "" {
+		return nil, errors.New("tarpit: Hostname is empty: set the name the tarpit announces in its banner")
+	}
+	if strings.ContainsAny(cfg.Hostname, " \r\n\t") {
+		return nil, fmt.Errorf("tarpit: Hostname %q: must be one word without spaces or line breaks", cfg.Hostname)
+	}
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{
+		{"Stutter", int64(cfg.Stutter)},
+		{"MaxConns", int64(cfg.MaxConns)},
+		{"MaxBytes", cfg.MaxBytes},
+		{"MaxDuration", int64(cfg.MaxDuration)},
+		{"IdleTimeout", int64(cfg.IdleTimeout)},
+	} {
+		if l.v < 0 {
+			return nil, fmt.Errorf("tarpit: %s is negative (%d): use 0 for the default", l.name, l.v)
+		}
+	}
+	if cfg.Stutter == 0 {
+		cfg.Stutter = DefaultStutter
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.MaxDuration == 0 {
+		cfg.MaxDuration = DefaultMaxDuration
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	h := cfg.Hostname
+	t := &Tarpit{
+		cfg:     cfg,
+		ev:      ev,
+		banner:  "220 " + h + " ESMTP Postfix\r\n",
+		ehlo:    "250-" + h + "\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n",
+		helo:    "250 " + h + "\r\n",
+		base:    time.Now(),
+		qidSeed: randSeed(),
+		quit:    make(chan struct{}),
+	}
+	t.wheel.init(t, int64(cfg.Stutter))
+	// Timeouts are checked by a sweep rather than a timer per connection:
+	// a timer costs memory per connection, a sweep a few microseconds per
+	// thousand connections. Its period bounds how late a limit bites.
+	t.sweepEvery = int64(min(cfg.IdleTimeout, cfg.MaxDuration) / 8)
+	t.sweepEvery = max(int64(5*time.Millisecond), min(t.sweepEvery, int64(time.Second)))
+	return t, nil
+}
+
+// now is the tarpit's monotonic clock in nanoseconds since New. An int64
+// rather than a time.Time keeps two timestamps per connection at 16 bytes.
+func (t *Tarpit) now() int64 { return int64(time.Since(t.base)) }
+
+// Hold takes ownership of conn (a *net.TCPConn in production; other net.Conn
+// types use the goroutine path) and keeps it in the tarpit until the client
+// leaves or a limit is hit. It returns false, and closes conn at once, when
+// MaxConns connections are already held or the tarpit is closed.
+func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
+	now := t.now()
+	s := &session{
+		t:       t,
+		conn:    conn,
+		client:  client,
+		fd:      -1,
+		start:   now,
+		idle:    now,
+		inMail:  st.InMail,
+		pending: st.Pending,
+	}
+	switch {
+	case !st.Greeted && st.Reply != "":
+		s.out = t.banner + st.Reply
+	case !st.Greeted:
+		s.out = t.banner
+	default:
+		s.out = st.Reply
+	}
+	if fd, ok := t.poll.fdOf(conn); ok {
+		s.fd = fd
+	} else {
+		s.tick = make(chan struct{}, 1)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !t.register(s) {
+		conn.Close()
+		t.refused.Add(1)
+		return false
+	}
+	if s.fd < 0 {
+		t.wg.Add(1)
+		go s.serve()
+		return true
+	}
+	if err := t.poll.add(s.fd); err != nil {
+		s.shutLocked()
+		return true
+	}
+	s.settle(now)
+	return true
+}
+
+// register adds s to the held set, unless the tarpit is full or closed.
+func (t *Tarpit) register(s *session) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing || len(t.sessions) >= t.cfg.MaxConns {
+		return false
+	}
+	s.idx = int32(len(t.sessions))
+	t.sessions = append(t.sessions, s)
+	if s.fd >= 0 {
+		for int(s.fd) >= len(t.byFD) {
+			t.byFD = append(t.byFD, nil)
+		}
+		t.byFD[s.fd] = s
+	}
+	t.sumStart += s.start
+	t.total.Add(1)
+	return true
+}
+
+// unregister removes s from the held set and adds its time to the total.
+func (t *Tarpit) unregister(s *session, now int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	last := len(t.sessions) - 1
+	moved := t.sessions[last]
+	t.sessions[s.idx] = moved
+	moved.idx = s.idx
+	t.sessions[last] = nil
+	t.sessions = t.sessions[:last]
+	if s.fd >= 0 && int(s.fd) < len(t.byFD) && t.byFD[s.fd] == s {
+		t.byFD[s.fd] = nil
+	}
+	t.sumStart -= s.start
+	t.finished += now - s.start
+}
+
+// lookup returns the fd-mode session holding fd, or nil.
+func (t *Tarpit) lookup(fd int32) *session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if fd < 0 || int(fd) >= len(t.byFD) {
+		return nil
+	}
+	return t.byFD[fd]
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Tarpit) Stats() Stats {
+	now := t.now()
+	t.mu.Lock()
+	held := len(t.sessions)
+	ns := t.finished + int64(held)*now - t.sumStart
+	t.mu.Unlock()
+	return Stats{
+		Held:        held,
+		Refused:     t.refused.Load(),
+		HeldSeconds: float64(ns) / float64(time.Second),
+		Sessions:    t.total.Load(),
+	}
+}
+
+// Close closes every held connection and stops the loop and the scheduler;
+// it returns when all are closed. Hold refuses connections from then on.
+func (t *Tarpit) Close() error {
+	t.once.Do(func() {
+		t.mu.Lock()
+		t.closing = true
+		held := append([]*session(nil), t.sessions...)
+		t.mu.Unlock()
+		for _, s := range held {
+			s.mu.Lock()
+			s.shutLocked()
+			s.mu.Unlock()
+		}
+		close(t.quit)
+		t.poll.wake()
+		t.wg.Wait()
+		t.closeErr = t.poll.close()
+	})
+	return t.closeErr
+}
+
+// sweep drops the sessions that overstayed MaxDuration or idled past
+// IdleTimeout. It runs on the scheduler goroutine.
+func (t *Tarpit) sweep(now int64) {
+	t.mu.Lock()
+	t.sweepBuf = append(t.sweepBuf[:0], t.sessions...)
+	t.mu.Unlock()
+	maxDur, idle := int64(t.cfg.MaxDuration), int64(t.cfg.IdleTimeout)
+	for _, s := range t.sweepBuf {
+		s.mu.Lock()
+		if now-s.start >= maxDur || (!s.owing() && now-s.idle >= idle) {
+			s.shutLocked()
+		}
+		s.mu.Unlock()
+	}
+	clear(t.sweepBuf)
+}

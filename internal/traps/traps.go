@@ -1,0 +1,145 @@
+// Package traps owns the spamtrap addresses: addresses no person uses, so
+// any host that writes to one is a spam source.
+//
+// A Set merges the traps from the configuration with those added at run
+// time (kept in the store, so they survive restarts and are shared by every
+// moat on the same store). Lookups are served from memory; the set reloads
+// the stored traps periodically so that traps added on another MX host
+// apply here too.
+//
+// The package never decides a class by itself: it says whether an address
+// is a trap, and classify turns a hit into a black host.
+package traps
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"moat/internal/smtp"
+	"moat/internal/store"
+)
+
+// Source says where a trap comes from.
+type Source string
+
+const (
+	FromConfig Source = "config"
+	FromStore  Source = "added"
+)
+
+// Trap is one trap address.
+type Trap struct {
+	Addr   string `json:"addr"`
+	Source Source `json:"source"`
+	Hits   int64  `json:"hits"`
+}
+
+// Set is the current trap list.
+type Set struct {
+	st     store.Store
+	static map[string]bool
+	mu     sync.Mutex // serialises reloads and changes
+	cur    atomic.Pointer[map[string]Source]
+}
+
+// New builds the set from the configured addresses and the store.
+func New(st store.Store, configured []string) (*Set, error) {
+	s := &Set{st: st, static: map[string]bool{}}
+	for _, a := range configured {
+		n, err := smtp.Normalize(a)
+		if err != nil {
+			return nil, fmt.Errorf("traps: %q: %v", a, err)
+		}
+		s.static[n] = true
+	}
+	return s, s.Reload()
+}
+
+// Reload reads the stored traps again.
+func (s *Set) Reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reload()
+}
+
+func (s *Set) reload() error {
+	stored, err := s.st.Traps()
+	if err != nil {
+		return err
+	}
+	m := make(map[string]Source, len(s.static)+len(stored))
+	for _, a := range stored {
+		m[a] = FromStore
+	}
+	for a := range s.static {
+		m[a] = FromConfig
+	}
+	s.cur.Store(&m)
+	return nil
+}
+
+// Is says whether addr (already normalised) is a trap.
+func (s *Set) Is(addr string) bool {
+	m := s.cur.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := (*m)[addr]
+	return ok
+}
+
+// Add adds a trap address at run time and makes it durable.
+func (s *Set) Add(addr string) (string, error) {
+	n, err := smtp.Normalize(addr)
+	if err != nil || !strings.Contains(n, "@") {
+		return "", fmt.Errorf("traps: %q is not an address (want local@domain)", addr)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.st.AddTrap(n); err != nil {
+		return "", err
+	}
+	return n, s.reload()
+}
+
+// Del removes a trap added at run time. Traps from the configuration can
+// only be removed by editing the configuration.
+func (s *Set) Del(addr string) (string, error) {
+	n, err := smtp.Normalize(addr)
+	if err != nil {
+		return "", fmt.Errorf("traps: %q is not an address (want local@domain)", addr)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.static[n] {
+		return "", fmt.Errorf("traps: %s comes from traps.addresses in the configuration: remove it there", n)
+	}
+	if err := s.st.DelTrap(n); err != nil {
+		return "", err
+	}
+	return n, s.reload()
+}
+
+// HitCounter is the store counter that counts hits on one trap.
+func HitCounter(addr string) string { return "trap_hits:" + addr }
+
+// List returns all traps, sorted, with their hit counts.
+func (s *Set) List() ([]Trap, error) {
+	m := s.cur.Load()
+	if m == nil {
+		return nil, nil
+	}
+	counters, err := s.st.Counters()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Trap, 0, len(*m))
+	for a, src := range *m {
+		out = append(out, Trap{Addr: a, Source: src, Hits: counters[HitCounter(a)]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out, nil
+}

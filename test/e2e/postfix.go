@@ -1,0 +1,659 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Domain is the one domain a Backend accepts mail for.
+const Domain = "example.test"
+
+// masterLifetime bounds how long a master process may live even if
+// everything else fails (the test binary dies in a way that neither the
+// cleanup nor the parent-death signal catches). It is longer than go
+// test's default timeout, so it never ends a test that is still running.
+const masterLifetime = 15 * time.Minute
+
+// installHint is how to get what these tests need.
+const installHint = "run apt-get install postfix swaks (see .ci/run)"
+
+// Postfix is one running Postfix instance, isolated in Dir.
+type Postfix struct {
+	Dir     string // instance root: etc/, spool/, data/, mail/, maillog
+	Config  string // config_directory (Dir/etc)
+	Queue   string // queue_directory (Dir/spool)
+	Maillog string // maillog_file
+
+	name   string // "backend" or "sender", for messages
+	master *exec.Cmd
+	done   chan struct{} // closed when master has exited
+}
+
+// tools holds the absolute paths of the Postfix programs, found once.
+var tools struct {
+	once     sync.Once
+	err      error
+	postfix  string
+	postconf string
+	sendmail string
+	postq    string
+	master   string // daemon_directory/master
+}
+
+// requirePostfix fails the test, saying how to fix it, unless Postfix is
+// installed and the test runs as root.
+func requirePostfix(t testing.TB) {
+	t.Helper()
+	tools.once.Do(func() {
+		find := func(name string) string {
+			if p, err := exec.LookPath(name); err == nil {
+				return p
+			}
+			// A non-login PATH often lacks the sbin directories.
+			for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin"} {
+				p := filepath.Join(dir, name)
+				if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+					return p
+				}
+			}
+			return ""
+		}
+		tools.postfix = find("postfix")
+		tools.postconf = find("postconf")
+		tools.sendmail = find("sendmail")
+		tools.postq = find("postqueue")
+		if tools.postfix == "" || tools.postconf == "" || tools.sendmail == "" || tools.postq == "" {
+			tools.err = fmt.Errorf("postfix not installed: %s", installHint)
+			return
+		}
+		out, err := exec.Command(tools.postconf, "-d", "-h", "daemon_directory").Output()
+		if err != nil {
+			tools.err = fmt.Errorf("postconf -d daemon_directory: %v (is postfix installed? %s)", err, installHint)
+			return
+		}
+		tools.master = filepath.Join(strings.TrimSpace(string(out)), "master")
+		if _, err := os.Stat(tools.master); err != nil {
+			tools.err = fmt.Errorf("postfix master daemon not found: %v (%s)", err, installHint)
+		}
+	})
+	if tools.err != nil {
+		t.Fatal(tools.err)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("e2e tests start Postfix master processes and need root (CI runs them as root)")
+	}
+}
+
+// instanceDir makes a fresh directory for one instance and registers its
+// removal. It is short (unix socket paths under it must stay below 108
+// bytes) and every directory above it must be searchable by the postfix
+// and nobody users.
+func instanceDir(t testing.TB, prefix string) string {
+	t.Helper()
+	for d := filepath.Clean(os.TempDir()); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			t.Fatalf("temporary directory: %v", err)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			t.Fatalf("%s is not searchable by other users, so Postfix's unprivileged daemons cannot reach the instance directories below it: set TMPDIR to a directory like /tmp", d)
+		}
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	dir, err := os.MkdirTemp("", "moat-e2e-"+prefix+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// lookupIDs returns the uid and gid of a system user and group.
+func lookupIDs(t testing.TB, userName, groupName string) (int, int) {
+	t.Helper()
+	u, err := user.Lookup(userName)
+	if err != nil {
+		t.Fatalf("user %s: %v (%s)", userName, err, installHint)
+	}
+	g, err := user.LookupGroup(groupName)
+	if err != nil {
+		t.Fatalf("group %s: %v", groupName, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(g.Gid)
+	return uid, gid
+}
+
+// masterCF lists the services every instance runs. Nothing is chrooted, so
+// the instance needs no copies of system files. The smtpd line is added by
+// the backend only.
+const masterCF = `# service type  private unpriv  chroot  wakeup  maxproc command
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// commonMainCF is the part of main.cf shared by all instances: no DNS, no
+// aliases, no local delivery, logging to a file in the instance.
+func commonMainCF(dir, hostname, inet string) string {
+	return fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/spool
+data_directory = %[1]s/data
+maillog_file = %[1]s/maillog
+maillog_file_prefixes = %[1]s
+myhostname = %[2]s
+mydomain = %[2]s
+myorigin = %[2]s
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = %[3]s
+inet_protocols = ipv4
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+smtpd_peername_lookup = no
+biff = no
+`, dir, hostname, inet)
+}
+
+// startPostfix lays out an instance in dir with the given main.cf, master.cf
+// and extra files in its config directory (lookup tables), and starts its master as a child of the test binary.
+func startPostfix(t testing.TB, name, dir, mainCF, masterCF string, extra map[string]string) *Postfix {
+	t.Helper()
+	p := &Postfix{
+		Dir:     dir,
+		Config:  filepath.Join(dir, "etc"),
+		Queue:   filepath.Join(dir, "spool"),
+		Maillog: filepath.Join(dir, "maillog"),
+		name:    name,
+		done:    make(chan struct{}),
+	}
+	pfUID, pfGID := lookupIDs(t, "postfix", "postfix")
+	for _, d := range []string{p.Config, p.Queue, filepath.Join(dir, "data")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Postfix wants a root-owned config and queue directory and a data
+	// directory of its own.
+	if err := os.Chown(filepath.Join(dir, "data"), pfUID, pfGID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(p.Config, "main.cf"), mainCF)
+	writeFile(t, filepath.Join(p.Config, "master.cf"), masterCF)
+	for name, content := range extra {
+		writeFile(t, filepath.Join(p.Config, name), content)
+	}
+
+	// "postfix check" creates the queue subdirectories with the owners
+	// and modes Postfix insists on, and catches config errors early.
+	if out, err := exec.Command(tools.postfix, "-c", p.Config, "check").CombinedOutput(); err != nil {
+		t.Fatalf("%s: postfix check: %v\n%s", name, err, out)
+	}
+
+	// The master runs in the foreground (-d) in a process group of its
+	// own, so the test owns it: it gets SIGTERM when the test binary
+	// dies, and -e ends it in any case.
+	cmd := exec.Command(tools.master, "-c", p.Config, "-d", "-e", strconv.Itoa(int(masterLifetime/time.Second)))
+	var stderr bytes.Buffer
+	cmd.Stdout = &stderr
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: start postfix master: %v", name, err)
+	}
+	p.master = cmd
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+
+	// Logging works once the master's own start line arrives; by then it
+	// has created every socket and bound every listener.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.Log(), "daemon started") {
+		select {
+		case <-p.done:
+			t.Fatalf("%s: postfix master exited at start-up: %s\n%s\nmaillog:\n%s", name, cmd.ProcessState, stderr.Bytes(), p.Log())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: postfix master did not log its start within 10s\nmaillog:\n%s", name, p.Log())
+		}
+	}
+	return p
+}
+
+// stop ends the master and everything it started. On failure it logs the
+// tail of the maillog first, as that is where the reason usually is.
+func (p *Postfix) stop(t testing.TB) {
+	if t.Failed() {
+		t.Logf("%s maillog (last 40 lines):\n%s", p.name, tail(p.Log(), 40))
+	}
+	select {
+	case <-p.done:
+	default:
+		// SIGTERM is what "postfix stop" sends: the master terminates
+		// its process group and exits.
+		p.master.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s: postfix master ignored SIGTERM for 10s; killing it", p.name)
+			p.master.Process.Kill()
+			<-p.done
+		}
+	}
+	// Whatever is left of the group (a daemon that missed the signal)
+	// goes now; ESRCH means there was nothing.
+	syscall.Kill(-p.master.Process.Pid, syscall.SIGKILL)
+}
+
+// Log returns the content of the instance's maillog.
+func (p *Postfix) Log() string {
+	b, _ := os.ReadFile(p.Maillog)
+	return string(b)
+}
+
+// WaitLog polls the maillog until a line matches pattern (a regular
+// expression) and returns that line. It fails the test with the maillog's
+// tail on timeout.
+func (p *Postfix) WaitLog(t testing.TB, pattern string, timeout time.Duration) string {
+	t.Helper()
+	re := regexp.MustCompile(pattern)
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range strings.Split(p.Log(), "\n") {
+			if re.MatchString(line) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no maillog line matching %q within %v; maillog tail:\n%s", p.name, pattern, timeout, tail(p.Log(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// CountLog returns how many maillog lines match pattern.
+func (p *Postfix) CountLog(pattern string) int {
+	re := regexp.MustCompile(pattern)
+	n := 0
+	for _, line := range strings.Split(p.Log(), "\n") {
+		if re.MatchString(line) {
+			n++
+		}
+	}
+	return n
+}
+
+var connectRE = regexp.MustCompile(`postfix/smtpd\[\d+\]: connect from [^\s\[]*\[([^\]]+)\]`)
+
+// ClientAddrs returns the client address of every SMTP connection the
+// instance's smtpd logged, in order. Behind a PROXY header this is the
+// address from the header, which is what moat's backend must see.
+func (p *Postfix) ClientAddrs() []string {
+	var addrs []string
+	for _, m := range connectRE.FindAllStringSubmatch(p.Log(), -1) {
+		addrs = append(addrs, m[1])
+	}
+	return addrs
+}
+
+// Set changes main.cf parameters ("name = value" each) and makes the
+// running instance reload them.
+func (p *Postfix) Set(t testing.TB, params ...string) {
+	t.Helper()
+	args := append([]string{"-c", p.Config, "-e"}, params...)
+	if out, err := exec.Command(tools.postconf, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: postconf -e %q: %v\n%s", p.name, params, err, out)
+	}
+	// SIGHUP is what "postfix reload" sends.
+	if err := p.master.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatalf("%s: reload: %v", p.name, err)
+	}
+}
+
+// Backend is a Postfix that plays the real mail server behind moat.
+type Backend struct {
+	*Postfix
+	Addr      string   // host:port its smtpd listens on
+	Proxy     bool     // whether smtpd expects a PROXY header first
+	Mailboxes []string // the addresses it accepts
+}
+
+// StartBackend starts a Postfix that accepts mail for example.test into a
+// Maildir per mailbox (each an address like "alice@example.test") and
+// rejects every other recipient in example.test with 550 5.1.1 at RCPT.
+// With proxy, its smtpd expects a PROXY header (v1 or v2) before SMTP, as
+// behind moat's default backend_proxy_protocol. It listens on 127.0.0.1 at
+// a free port. Mail for other domains is accepted from 127.0.0.0/8 (so
+// relay rules never interfere) but never leaves: the transports are error.
+func StartBackend(t testing.TB, proxy bool, mailboxes ...string) *Backend {
+	t.Helper()
+	return startBackend(t, FreeAddr(t, "127.0.0.1"), proxy, mailboxes...)
+}
+
+func startBackend(t testing.TB, addr string, proxy bool, mailboxes ...string) *Backend {
+	t.Helper()
+	requirePostfix(t)
+	dir := instanceDir(t, "backend")
+	var vmailbox strings.Builder
+	for _, mb := range mailboxes {
+		local, domain := splitMailbox(t, mb)
+		fmt.Fprintf(&vmailbox, "%s %s/%s/\n", mb, domain, local)
+	}
+	mailDir := filepath.Join(dir, "mail")
+	if err := os.Mkdir(mailDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The virtual delivery agent runs as nobody and creates the
+	// Maildirs below mailDir itself.
+	uid, gid := lookupIDs(t, "nobody", "nogroup")
+	if err := os.Chown(mailDir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	proxyProto := ""
+	if proxy {
+		proxyProto = "haproxy"
+	}
+	mainCF := commonMainCF(dir, "backend.example.test", "127.0.0.1") + fmt.Sprintf(`mynetworks = 127.0.0.0/8
+virtual_mailbox_domains = %[2]s
+virtual_mailbox_maps = texthash:%[1]s/etc/vmailbox
+virtual_mailbox_base = %[1]s/mail
+virtual_uid_maps = static:%[3]d
+virtual_gid_maps = static:%[4]d
+virtual_minimum_uid = 1
+default_transport = error:test backend delivers nowhere
+relay_transport = error:test backend delivers nowhere
+smtpd_upstream_proxy_protocol = %[5]s
+`, dir, Domain, uid, gid, proxyProto)
+	master := addr + " inet n - n - - smtpd\n" + masterCF
+	b := &Backend{Addr: addr, Proxy: proxy, Mailboxes: mailboxes}
+	b.Postfix = startPostfix(t, "backend", dir, mainCF, master, map[string]string{"vmailbox": vmailbox.String()})
+	if !waitListening(addr, 10*time.Second, b.done) {
+		t.Fatalf("backend: smtpd is not listening on %s\nmaillog:\n%s", addr, b.Log())
+	}
+	return b
+}
+
+func splitMailbox(t testing.TB, mb string) (local, domain string) {
+	t.Helper()
+	local, domain, ok := strings.Cut(mb, "@")
+	if !ok || !safeName(local) || !safeName(domain) {
+		t.Fatalf("mailbox %q: want local@domain of letters, digits, '.', '-' and '_'", mb)
+	}
+	if domain != Domain {
+		t.Fatalf("mailbox %q: the backend only serves %s", mb, Domain)
+	}
+	return local, domain
+}
+
+func safeName(s string) bool {
+	if s == "" || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Messages returns the raw message files delivered to mailbox so far
+// (Maildir new/ and cur/), oldest first by file name.
+func (b *Backend) Messages(mailbox string) []string {
+	local, domain, _ := strings.Cut(mailbox, "@")
+	box := filepath.Join(b.Dir, "mail", domain, local)
+	var names []string
+	for _, sub := range []string{"new", "cur"} {
+		entries, _ := os.ReadDir(filepath.Join(box, sub))
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				names = append(names, filepath.Join(box, sub, e.Name()))
+			}
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return filepath.Base(names[i]) < filepath.Base(names[j]) })
+	var msgs []string
+	for _, n := range names {
+		if data, err := os.ReadFile(n); err == nil {
+			msgs = append(msgs, string(data))
+		}
+	}
+	return msgs
+}
+
+// AllMessages returns how many messages were delivered to any mailbox.
+func (b *Backend) AllMessages() int {
+	n := 0
+	filepath.WalkDir(filepath.Join(b.Dir, "mail"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// WaitMessages polls mailbox until it holds at least n messages and returns
+// them. It fails the test with the maillog's tail on timeout.
+func (b *Backend) WaitMessages(t testing.TB, mailbox string, n int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msgs := b.Messages(mailbox)
+		if len(msgs) >= n {
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend: %s has %d messages after %v, want %d; backend maillog tail:\n%s", mailbox, len(msgs), timeout, n, tail(b.Log(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Sender is a Postfix whose only job is to deliver everything to one relay.
+type Sender struct {
+	*Postfix
+	Relay    string // host:port of the relay it delivers to
+	BindAddr string // source address of its SMTP connections
+}
+
+// StartSender starts a Postfix that relays all mail to relay (host:port,
+// moat in the tests) from source address bindIP, with a retry schedule of
+// seconds: minimal_backoff_time 2s, maximal_backoff_time 4s,
+// queue_run_delay 1s. It has no listener; Send submits through sendmail.
+// It opens a new connection for every delivery (no connection cache), so
+// every message meets moat afresh. TLS is off; Set changes any of this.
+func StartSender(t testing.TB, relay string, bindIP string) *Sender {
+	t.Helper()
+	requirePostfix(t)
+	host, port, err := net.SplitHostPort(relay)
+	if err != nil {
+		t.Fatalf("sender: relay %q: %v", relay, err)
+	}
+	if net.ParseIP(bindIP) == nil {
+		t.Fatalf("sender: bind address %q is not an IP address", bindIP)
+	}
+	dir := instanceDir(t, "sender")
+	mainCF := commonMainCF(dir, "mail.sender.test", bindIP) + fmt.Sprintf(`relayhost = [%s]:%s
+smtp_bind_address = %s
+default_transport = smtp
+relay_transport = smtp
+smtp_tls_security_level = none
+smtp_connection_cache_on_demand = no
+minimal_backoff_time = 2s
+maximal_backoff_time = 4s
+queue_run_delay = 1s
+`, host, port, bindIP)
+	s := &Sender{Relay: relay, BindAddr: bindIP}
+	s.Postfix = startPostfix(t, "sender", dir, mainCF, masterCF, nil)
+	return s
+}
+
+// Send submits one message with sendmail, as a local program would.
+func (s *Sender) Send(t testing.TB, from, to, subject, body string) {
+	t.Helper()
+	msg := fmt.Sprintf("From: <%s>\nTo: <%s>\nSubject: %s\n\n%s\n", from, to, subject, body)
+	cmd := exec.Command(tools.sendmail, "-C", s.Config, "-i", "-f", from, "--", to)
+	cmd.Stdin = strings.NewReader(msg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sender: sendmail: %v\n%s", err, out)
+	}
+}
+
+// QueueEmpty reports whether the sender holds no message in any queue.
+func (s *Sender) QueueEmpty() bool {
+	n := 0
+	for _, q := range []string{"maildrop", "incoming", "active", "deferred", "hold"} {
+		filepath.WalkDir(filepath.Join(s.Queue, q), func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				n++
+			}
+			return nil
+		})
+	}
+	return n == 0
+}
+
+// WaitQueueEmpty polls until the sender's queue is empty and fails the
+// test with the maillog's tail on timeout.
+func (s *Sender) WaitQueueEmpty(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !s.QueueEmpty() {
+		if time.Now().After(deadline) {
+			t.Fatalf("sender: queue not empty after %v; maillog tail:\n%s", timeout, tail(s.Log(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Flush makes the sender retry every deferred message now, whatever its
+// retry schedule says.
+func (s *Sender) Flush(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command(tools.postq, "-c", s.Config, "-f").CombinedOutput(); err != nil {
+		t.Fatalf("sender: postqueue -f: %v\n%s", err, out)
+	}
+}
+
+// FreeAddr returns host:port with a TCP port that was free on ip a moment
+// ago.
+func FreeAddr(t testing.TB, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp4", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("free port on %s: %v", ip, err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitListening polls the kernel's socket tables until something listens on
+// addr's port. It never connects: a probe connection would show up in the
+// logs the tests assert on. It gives up early when done is closed.
+func waitListening(addr string, timeout time.Duration, done <-chan struct{}) bool {
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return false
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		if listening(port) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-done:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// listening reports whether /proc/net/tcp or tcp6 has a socket in state
+// LISTEN on port.
+func listening(port int) bool {
+	want := fmt.Sprintf(":%04X", port)
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			fields := strings.Fields(line)
+			// sl local_address rem_address st ...; 0A is LISTEN.
+			if len(fields) > 3 && strings.HasSuffix(fields[1], want) && fields[3] == "0A" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
