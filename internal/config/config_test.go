@@ -1,0 +1,423 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sample sets every key to a value that differs from its default, so a key
+// that is parsed into the wrong field (or not at all) shows.
+const sample = `
+listen = "0.0.0.0:25"
+hostname = "mx.example.org"
+backend = "127.0.0.1:10026"
+backend_proxy_protocol = "v1"
+data_dir = "/var/lib/moat"
+store = "bolt"
+whitelist = ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"]
+blacklist = ["203.0.113.0/24"]
+trusted_proxies = ["10.0.0.1"]
+black_ttl = "48h"
+
+[greylist]
+greet_delay = "3s"
+min_retry = "2m"
+retry_window = "12h"
+white_ttl = "30d"
+ipv4_prefix = 28
+ipv6_prefix = 56
+
+[tarpit]
+stutter = "2s"
+max_conns = 1000
+max_bytes = 2048
+max_duration = "1h"
+idle_timeout = "90s"
+
+[traps]
+addresses = ["trap@example.org", "spam@example.net"]
+
+[tls]
+cert = "/etc/moat/cert.pem"
+key = "/etc/moat/key.pem"
+
+[limits]
+max_conns = 2000
+max_conns_per_ip = 20
+max_rcpts = 50
+max_message_size = 1048576
+max_commands = 200
+max_errors = 5
+idle_timeout = "4m"
+data_timeout = "8m"
+backend_timeout = "3m"
+
+[admin]
+socket = "/run/moat/admin.sock"
+
+[log]
+level = "debug"
+format = "text"
+`
+
+func pfx(s ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(s))
+	for i, v := range s {
+		out[i] = netip.MustParsePrefix(v)
+	}
+	return out
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatalf("Load(\"\"): %v", err)
+	}
+	want := Default()
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Load(\"\") = %+v, want Default() %+v", c, want)
+	}
+	// The defaults the documentation promises.
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", c.Listen, "127.0.0.1:2525"},
+		{"backend", c.Backend, "127.0.0.1:10025"},
+		{"backend_proxy_protocol", c.BackendProxyProtocol, "v2"},
+		{"data_dir", c.DataDir, "./moat-data"},
+		{"store", c.Store, ""},
+		{"black_ttl", c.BlackTTL, 24 * time.Hour},
+		{"greylist.greet_delay", c.Greylist.GreetDelay, 5 * time.Second},
+		{"greylist.min_retry", c.Greylist.MinRetry, time.Minute},
+		{"greylist.retry_window", c.Greylist.RetryWindow, 24 * time.Hour},
+		{"greylist.white_ttl", c.Greylist.WhiteTTL, 36 * 24 * time.Hour},
+		{"greylist.ipv4_prefix", c.Greylist.IPv4Prefix, 24},
+		{"greylist.ipv6_prefix", c.Greylist.IPv6Prefix, 64},
+		{"tarpit.stutter", c.Tarpit.Stutter, time.Second},
+		{"tarpit.max_conns", c.Tarpit.MaxConns, 15000},
+		{"tarpit.max_bytes", c.Tarpit.MaxBytes, int64(10 << 20)},
+		{"tarpit.max_duration", c.Tarpit.MaxDuration, 30 * time.Minute},
+		{"tarpit.idle_timeout", c.Tarpit.IdleTimeout, 5 * time.Minute},
+		{"limits.max_conns", c.Limits.MaxConns, 19000},
+		{"limits.max_conns_per_ip", c.Limits.MaxConnsPerIP, 50},
+		{"limits.max_rcpts", c.Limits.MaxRcpts, 100},
+		{"limits.max_message_size", c.Limits.MaxMessageSize, int64(50 << 20)},
+		{"limits.max_commands", c.Limits.MaxCommands, 1000},
+		{"limits.max_errors", c.Limits.MaxErrors, 10},
+		{"limits.idle_timeout", c.Limits.IdleTimeout, 5 * time.Minute},
+		{"limits.data_timeout", c.Limits.DataTimeout, 10 * time.Minute},
+		{"limits.backend_timeout", c.Limits.BackendTimeout, 5 * time.Minute},
+		{"log.level", c.Log.Level, "info"},
+		{"log.format", c.Log.Format, "json"},
+		{"admin socket", c.AdminSocket(), "./moat-data/moat.sock"},
+	}
+	for _, ck := range checks {
+		if !reflect.DeepEqual(ck.got, ck.want) {
+			t.Errorf("default %s = %v, want %v", ck.name, ck.got, ck.want)
+		}
+	}
+	if c.Hostname == "" {
+		t.Error("default hostname is empty")
+	}
+	if len(c.Whitelist)+len(c.Blacklist)+len(c.TrustedProxies)+len(c.Traps.Addresses) != 0 {
+		t.Error("default lists are not empty")
+	}
+	if c.TLS.Cert != "" || c.TLS.Key != "" {
+		t.Error("default offers TLS")
+	}
+}
+
+func TestLoadEmptyFileIsDefaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "moat.toml")
+	if err := os.WriteFile(path, []byte("# nothing\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("empty file: got %+v, want defaults", c)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.toml")
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), "nope.toml") {
+		t.Errorf("Load of a missing file: err = %v, want one naming the file", err)
+	}
+}
+
+func TestLoadErrorNamesFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "moat.toml")
+	if err := os.WriteFile(path, []byte("black_ttl = \"5x\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "black_ttl") {
+		t.Errorf("err = %v, want one naming the file and the key", err)
+	}
+}
+
+func TestParseSample(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "moat.toml")
+	if err := os.WriteFile(path, []byte(sample), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load(sample): %v", err)
+	}
+	want := &Config{
+		Listen:               "0.0.0.0:25",
+		Hostname:             "mx.example.org",
+		Backend:              "127.0.0.1:10026",
+		BackendProxyProtocol: "v1",
+		DataDir:              "/var/lib/moat",
+		Store:                "bolt",
+		Whitelist:            pfx("192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"),
+		Blacklist:            pfx("203.0.113.0/24"),
+		TrustedProxies:       pfx("10.0.0.1/32"),
+		BlackTTL:             48 * time.Hour,
+		Greylist: Greylist{
+			GreetDelay:  3 * time.Second,
+			MinRetry:    2 * time.Minute,
+			RetryWindow: 12 * time.Hour,
+			WhiteTTL:    30 * 24 * time.Hour,
+			IPv4Prefix:  28,
+			IPv6Prefix:  56,
+		},
+		Tarpit: Tarpit{
+			Stutter:     2 * time.Second,
+			MaxConns:    1000,
+			MaxBytes:    2048,
+			MaxDuration: time.Hour,
+			IdleTimeout: 90 * time.Second,
+		},
+		Traps: Traps{Addresses: []string{"trap@example.org", "spam@example.net"}},
+		TLS:   TLS{Cert: "/etc/moat/cert.pem", Key: "/etc/moat/key.pem"},
+		Limits: Limits{
+			MaxConns:       2000,
+			MaxConnsPerIP:  20,
+			MaxRcpts:       50,
+			MaxMessageSize: 1 << 20,
+			MaxCommands:    200,
+			MaxErrors:      5,
+			IdleTimeout:    4 * time.Minute,
+			DataTimeout:    8 * time.Minute,
+			BackendTimeout: 3 * time.Minute,
+		},
+		Admin: Admin{Socket: "/run/moat/admin.sock"},
+		Log:   Log{Level: "debug", Format: "text"},
+	}
+	if !reflect.DeepEqual(c, want) {
+		gv, wv := reflect.ValueOf(*c), reflect.ValueOf(*want)
+		for i := 0; i < gv.NumField(); i++ {
+			if !reflect.DeepEqual(gv.Field(i).Interface(), wv.Field(i).Interface()) {
+				t.Errorf("%s = %+v, want %+v", gv.Type().Field(i).Name, gv.Field(i).Interface(), wv.Field(i).Interface())
+			}
+		}
+	}
+	if got := c.AdminSocket(); got != "/run/moat/admin.sock" {
+		t.Errorf("AdminSocket() = %q, want the configured socket", got)
+	}
+}
+
+// TestParseKeepsDefaults checks that a table with one key leaves its other
+// keys at their defaults.
+func TestParseKeepsDefaults(t *testing.T) {
+	c, err := Parse([]byte("[greylist]\nmin_retry = \"5m\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Greylist.MinRetry = 5 * time.Minute
+	want.Hostname = c.Hostname
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got %+v, want defaults with min_retry 5m", c.Greylist)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		want []string // all must appear in the error
+	}{
+		{"unknown top-level key", `greylisting = true`, []string{"unknown key", "greylisting"}},
+		{"unknown nested key", "[greylist]\nfoo = 1", []string{"unknown key", "greylist.foo"}},
+		{"unknown table", "[greylisting]\nmin_retry = \"1m\"", []string{"unknown key", "greylisting"}},
+		{"bad duration", "[greylist]\nmin_retry = \"5x\"", []string{"greylist.min_retry", `"5x"`, "not a duration"}},
+		{"bad top-level duration", `black_ttl = "soon"`, []string{"black_ttl", `"soon"`, "not a duration"}},
+		{"negative duration", "[tarpit]\nstutter = \"-1s\"", []string{"tarpit.stutter", "negative"}},
+		{"integer for a duration", "[greylist]\ngreet_delay = 5", []string{"greylist.greet_delay", "integer", "string"}},
+		{"string for an integer", "[limits]\nmax_rcpts = \"100\"", []string{"limits.max_rcpts", "string", "integer"}},
+		{"string for a list", `whitelist = "192.0.2.1"`, []string{"whitelist", "list"}},
+		{"bad CIDR in whitelist", `whitelist = ["192.0.2.0/24", "192.0.2.300"]`, []string{"whitelist[1]", `"192.0.2.300"`}},
+		{"bad CIDR in blacklist", `blacklist = ["203.0.113.0/33"]`, []string{"blacklist[0]", `"203.0.113.0/33"`}},
+		{"bad CIDR in trusted_proxies", `trusted_proxies = ["lb.example.org"]`, []string{"trusted_proxies[0]", `"lb.example.org"`}},
+		{"proxy protocol v3", `backend_proxy_protocol = "v3"`, []string{"backend_proxy_protocol", `"v3"`}},
+		{"min_retry equals retry_window", "[greylist]\nmin_retry = \"1h\"\nretry_window = \"1h\"", []string{"greylist.min_retry", "greylist.retry_window"}},
+		{"min_retry above retry_window", "[greylist]\nmin_retry = \"2d\"", []string{"greylist.min_retry", "greylist.retry_window"}},
+		{"tls cert without key", "[tls]\ncert = \"c.pem\"", []string{"tls.cert", "tls.key"}},
+		{"tls key without cert", "[tls]\nkey = \"k.pem\"", []string{"tls.cert", "tls.key"}},
+		{"tarpit max_conns equals limits", "[tarpit]\nmax_conns = 100\n[limits]\nmax_conns = 100", []string{"tarpit.max_conns", "limits.max_conns"}},
+		{"tarpit max_conns above limits", "[limits]\nmax_conns = 1000", []string{"tarpit.max_conns", "limits.max_conns"}},
+		{"log level", "[log]\nlevel = \"verbose\"", []string{"log.level", `"verbose"`}},
+		{"log format", "[log]\nformat = \"xml\"", []string{"log.format", `"xml"`}},
+		{"listen without port", `listen = "0.0.0.0"`, []string{"listen", `"0.0.0.0"`}},
+		{"backend without port", `backend = "mail.example.org"`, []string{"backend", `"mail.example.org"`}},
+		{"hostname with blank", `hostname = "mx example"`, []string{"hostname"}},
+		{"empty data_dir", `data_dir = ""`, []string{"data_dir"}},
+		{"unknown store", `store = "mysql://db"`, []string{"store", `"mysql://db"`}},
+		{"white_ttl zero", "[greylist]\nwhite_ttl = \"0s\"", []string{"greylist.white_ttl"}},
+		{"greet_delay beyond banner timeout", "[greylist]\ngreet_delay = \"6m\"", []string{"greylist.greet_delay"}},
+		{"ipv4_prefix", "[greylist]\nipv4_prefix = 33", []string{"greylist.ipv4_prefix", "33"}},
+		{"ipv6_prefix", "[greylist]\nipv6_prefix = 8", []string{"greylist.ipv6_prefix", "8"}},
+		{"black_ttl zero", `black_ttl = "0s"`, []string{"black_ttl"}},
+		{"stutter too long", "[tarpit]\nstutter = \"2m\"", []string{"tarpit.stutter"}},
+		{"tarpit max_bytes", "[tarpit]\nmax_bytes = 10", []string{"tarpit.max_bytes"}},
+		{"tarpit max_duration zero", "[tarpit]\nmax_duration = \"0s\"", []string{"tarpit.max_duration"}},
+		{"limits zero", "[limits]\nmax_errors = 0", []string{"limits.max_errors"}},
+		{"limits negative", "[limits]\nmax_conns_per_ip = -1", []string{"limits.max_conns_per_ip"}},
+		{"data_timeout zero", "[limits]\ndata_timeout = \"0s\"", []string{"limits.data_timeout"}},
+		{"trap without domain", "[traps]\naddresses = [\"trap\"]", []string{"traps.addresses[0]", `"trap"`}},
+		{"TOML syntax", "listen = ", []string{"line 1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.text))
+			if err == nil {
+				t.Fatalf("Parse(%q) = %+v, want an error", tt.text, c)
+			}
+			if !strings.HasPrefix(err.Error(), "config: ") {
+				t.Errorf("error %q does not start with \"config: \"", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseAcceptsStores(t *testing.T) {
+	for _, s := range []string{"", "bolt", "redis://127.0.0.1:6379/0", "rediss://cache.example.org:6380"} {
+		c, err := Parse([]byte(`store = "` + s + `"`))
+		if err != nil {
+			t.Errorf("store %q: %v", s, err)
+			continue
+		}
+		if c.Store != s {
+			t.Errorf("store %q parsed as %q", s, c.Store)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"90s", 90 * time.Second},
+		{"5m", 5 * time.Minute},
+		{"24h", 24 * time.Hour},
+		{"1h30m", 90 * time.Minute},
+		{"36d", 864 * time.Hour},
+		{"1d", 24 * time.Hour},
+		{"0.5d", 12 * time.Hour},
+		{" 2d ", 48 * time.Hour},
+		{"0", 0},
+	}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"", "d", "5x", "xd", "1d2h", "5", "1hd", "five minutes"} {
+		if got, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+// TestParseDurationDaysOverflow: a day count too large for a Duration must
+// be an error, as time.ParseDuration("3000000h") is. Today the float is
+// converted to int64 out of range, which Go leaves to the platform: on
+// amd64 it wraps to a negative value (so config says "must not be
+// negative" for "200000d"), on arm64 it saturates and is accepted.
+func TestParseDurationDaysOverflow(t *testing.T) {
+	for _, in := range []string{"200000d", "1e300d"} {
+		if got, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an out-of-range error", in, got)
+		}
+	}
+}
+
+func TestParsePrefix(t *testing.T) {
+	tests := []struct {
+		in, want string
+	}{
+		{"192.0.2.7", "192.0.2.7/32"},
+		{"192.0.2.0/24", "192.0.2.0/24"},
+		{"192.0.2.7/24", "192.0.2.0/24"}, // masked
+		{" 192.0.2.7 ", "192.0.2.7/32"},
+		{"2001:db8::1", "2001:db8::1/128"},
+		{"2001:db8::1/32", "2001:db8::/32"},
+		{"2001:db8:aaaa:bbbb:cccc::1/64", "2001:db8:aaaa:bbbb::/64"},
+		{"::ffff:192.0.2.7", "192.0.2.7/32"},       // unmapped
+		{"::ffff:192.0.2.7/120", "192.0.2.0/24"},   // unmapped and masked
+		{"::ffff:192.0.2.7/128", "192.0.2.7/32"},   // unmapped
+		{"::ffff:198.51.100.0/104", "198.0.0.0/8"}, // unmapped and masked
+	}
+	for _, tt := range tests {
+		got, err := ParsePrefix(tt.in)
+		if err != nil || got != netip.MustParsePrefix(tt.want) {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"", "192.0.2", "192.0.2.0/33", "2001:db8::/129", "example.org", "192.0.2.0/", "/24"} {
+		if got, err := ParsePrefix(in); err == nil {
+			t.Errorf("ParsePrefix(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+// TestParsePrefixMappedShortPrefixIsError: an IPv4-mapped CIDR shorter
+// than /96 has no IPv4 meaning. Today ParsePrefix returns the zero
+// (invalid) Prefix with a nil error, so "whitelist = [\"::ffff:192.0.2.0/64\"]"
+// loads and silently matches nothing.
+func TestParsePrefixMappedShortPrefixIsError(t *testing.T) {
+	for _, in := range []string{"::ffff:192.0.2.0/64", "::ffff:192.0.2.0/95"} {
+		got, err := ParsePrefix(in)
+		if err == nil {
+			t.Errorf("ParsePrefix(%q) = %v (valid: %v), want an error", in, got, got.IsValid())
+		}
+	}
+}
+
+func TestAdminSocket(t *testing.T) {
+	tests := []struct {
+		dataDir, socket, want string
+	}{
+		{"./moat-data", "", "./moat-data/moat.sock"},
+		{"/var/lib/moat/", "", "/var/lib/moat/moat.sock"},
+		{"/var/lib/moat", "/run/moat.sock", "/run/moat.sock"},
+	}
+	for _, tt := range tests {
+		c := Default()
+		c.DataDir, c.Admin.Socket = tt.dataDir, tt.socket
+		if got := c.AdminSocket(); got != tt.want {
+			t.Errorf("data_dir %q socket %q: AdminSocket() = %q, want %q", tt.dataDir, tt.socket, got, tt.want)
+		}
+	}
+}
