@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need when it is missing (real
+# Postfix, swaks and redis-server from Debian), then vets the code and runs
+# every test under the race detector, end-to-end tests with real Postfix
+# included. Run it as root (the end-to-end tests start Postfix instances).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v postfix >/dev/null 2>&1 || need+=(postfix)
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "test/run.sh: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# "No configuration": we start our own isolated instances; the
+	# system one must not start or listen on port 25.
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	apt-get update
+	apt-get install -y "${need[@]}"
+fi
+
+go vet ./...
+go test -race -count=1 -timeout 15m ./... "$@"
