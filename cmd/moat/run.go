@@ -122,9 +122,10 @@ func run(cfg *config.Config) error {
 		TLS:            tlsCfg,
 	}
 	srv := server.New(server.Config{
-		Hostname:      cfg.Hostname,
-		MaxConns:      cfg.Limits.MaxConns,
-		MaxConnsPerIP: cfg.Limits.MaxConnsPerIP,
+		Hostname:       cfg.Hostname,
+		MaxConns:       cfg.Limits.MaxConns,
+		MaxConnsPerIP:  cfg.Limits.MaxConnsPerIP,
+		TrustedProxies: cfg.TrustedProxies,
 	}, eng, dialer, dcfg, log)
 	tp, err := tarpit.New(tarpit.Config{
 		Hostname:    cfg.Hostname,

@@ -94,6 +94,7 @@ type session struct {
 	tp     Tarpit
 	be     Backend
 	client netip.Addr
+	peer   Peer
 	raw    net.Conn // the TCP connection
 	conn   net.Conn // raw or its TLS layer
 	cin    *countReader
@@ -109,10 +110,19 @@ type session struct {
 	errors   int
 }
 
+// Peer says who is at the other end of a connection. Behind a trusted load
+// balancer the addresses come from its PROXY header, not from the socket.
+type Peer struct {
+	Client netip.Addr
+	Remote net.Addr // the client's address and port, for the backend's PROXY header
+	Local  net.Addr // the address the client connected to
+}
+
 // Serve runs a grey session on conn until it ends or moves to the tarpit.
 // conn is closed on return unless Result.Tarpitted is set.
-func Serve(ctx context.Context, conn net.Conn, client netip.Addr, cfg *Config, eng *classify.Engine, tp Tarpit, be Backend) (res Result) {
-	s := &session{ctx: ctx, cfg: cfg, eng: eng, tp: tp, be: be, client: client, raw: conn, conn: conn}
+func Serve(ctx context.Context, conn net.Conn, peer Peer, cfg *Config, eng *classify.Engine, tp Tarpit, be Backend) (res Result) {
+	client := peer.Client
+	s := &session{ctx: ctx, cfg: cfg, eng: eng, tp: tp, be: be, client: client, peer: peer, raw: conn, conn: conn}
 	s.cin = &countReader{r: conn}
 	s.r = smtp.NewReader(s.cin)
 	defer func() {
@@ -284,6 +294,17 @@ func (s *session) command(c smtp.Command) bool {
 		return s.write("252 2.0.0 Send some mail, I'll try my best\r\n")
 	case "HELP":
 		return s.write("214 2.0.0 See RFC 5321\r\n")
+	case "PROXY":
+		// A PROXY header is honoured only from trusted_proxies, and
+		// the server has read it before we get here. From anyone
+		// else it is a client speaking out of turn, like an early
+		// talker: black, and the rest of the session is the tarpit's.
+		s.res.Verdict, s.res.Reason = "early-talker", "PROXY header from an untrusted client"
+		if err := s.eng.EarlyTalker(s.client); err != nil {
+			s.res.Reason += " (not stored: " + err.Error() + ")"
+		}
+		s.toTarpit(tarpit.Start{Greeted: true, Reply: "500 5.5.2 Error: command not recognized\r\n", Pending: s.r.Pending()})
+		return false
 	case "BDAT", "AUTH", "EXPN", "ETRN", "TURN", "ATRN":
 		return s.fail("502 5.5.1 Error: command not implemented\r\n")
 	}
@@ -493,7 +514,7 @@ func (b *backendConn) close() {
 func (s *session) dial() (*backendConn, *smtp.Reply, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.BackendTimeout)
 	defer cancel()
-	c, err := s.be.Dial(ctx, s.raw.RemoteAddr(), s.raw.LocalAddr())
+	c, err := s.be.Dial(ctx, s.peer.Remote, s.peer.Local)
 	if err != nil {
 		return nil, nil, err
 	}

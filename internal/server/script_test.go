@@ -7,6 +7,7 @@ package server
 //	# comment
 //	@greet_delay 200ms      greylist.greet_delay (before the first @connect)
 //	@min_retry 1m           greylist.min_retry   (before the first @connect)
+//	@trusted 127.0.0.50/32  a trusted load balancer (before the first @connect)
 //	@listen [::1]:0         where the server listens  (before the first @connect)
 //	@trap trap@example.test a trap address        (before the first @connect)
 //	@blacklist 127.0.0.66/32                      (before the first @connect)
@@ -162,6 +163,7 @@ type worldConfig struct {
 	traps      []string
 	blacklist  []string
 	listen     string
+	trusted    []netip.Prefix
 }
 
 func startWorld(t *testing.T, wc worldConfig) *world {
@@ -194,7 +196,7 @@ func startWorld(t *testing.T, wc worldConfig) *world {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	w.srv = New(Config{Hostname: "mx.test", MaxConns: 100, MaxConnsPerIP: 20, ShutdownGrace: time.Second}, w.eng,
+	w.srv = New(Config{Hostname: "mx.test", MaxConns: 100, MaxConnsPerIP: 20, ShutdownGrace: time.Second, TrustedProxies: wc.trusted}, w.eng,
 		&relay.Dialer{Addr: w.backend.ln.Addr().String(), Proxy: "v2"}, dcfg, log)
 	tp, err := tarpit.New(tarpit.Config{Hostname: "mx.test", Stutter: time.Millisecond, MaxConns: 50}, tarpit.Events{Done: w.srv.TarpitDone})
 	if err != nil {
@@ -277,6 +279,12 @@ func runScript(t *testing.T, path string) {
 			} else {
 				wc.minRetry = d
 			}
+		case "@trusted":
+			p, err := config.ParsePrefix(arg)
+			if err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			wc.trusted = append(wc.trusted, p)
 		case "@listen":
 			wc.listen = arg
 		case "@trap":

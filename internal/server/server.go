@@ -28,6 +28,9 @@ type Config struct {
 	MaxConns      int // all connections, tarpit included
 	MaxConnsPerIP int
 	ShutdownGrace time.Duration // how long sessions may finish after a stop; default 30s
+	// TrustedProxies are load balancers whose PROXY header (v1 or v2)
+	// names the real client. Nobody else's is believed.
+	TrustedProxies []netip.Prefix
 }
 
 // Stats is a snapshot of the server's counters.
@@ -213,6 +216,18 @@ func clientAddr(c net.Conn) netip.Addr {
 
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	client := clientAddr(c)
+	peer := dialog.Peer{Client: client, Remote: c.RemoteAddr(), Local: c.LocalAddr()}
+	if s.trusted(client) {
+		p, err := readProxyHeader(c, 10*time.Second)
+		if err != nil {
+			c.Close()
+			s.log.Warn("session", "client", client.String(), "verdict", "protocol-violation",
+				"reason", "bad PROXY header from trusted proxy: "+err.Error())
+			return
+		}
+		peer = p
+		client = p.Client
+	}
 	if why := s.acquire(client); why != "" {
 		// Closing at once costs nothing; a 421 would cost a write
 		// to a host that is probably a bot flooding us.
@@ -227,7 +242,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	}
 	switch v.Class {
 	case store.White:
-		s.splice(ctx, c, client, v, start)
+		s.splice(ctx, c, peer, v, start)
 		s.release(client)
 	case store.Black:
 		if s.tp.Hold(c, client, tarpit.Start{}) {
@@ -236,7 +251,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.release(client)
 		s.tarpitFull(client)
 	default:
-		res := dialog.Serve(ctx, c, client, s.dcfg, s.eng, s.tp, s.dialer)
+		res := dialog.Serve(ctx, c, peer, s.dcfg, s.eng, s.tp, s.dialer)
 		s.sessions[store.Grey].Add(1)
 		if res.Tarpitted {
 			s.log.Info("session", "client", client.String(), "class", "grey", "verdict", res.Verdict,
@@ -260,6 +275,15 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	}
 }
 
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // tarpitFull notes a black connection that the tarpit had no room for; the
 // log line is written at most once a minute so a flood cannot fill the log.
 func (s *Server) tarpitFull(client netip.Addr) {
@@ -272,11 +296,12 @@ func (s *Server) tarpitFull(client netip.Addr) {
 	}
 }
 
-func (s *Server) splice(ctx context.Context, c net.Conn, client netip.Addr, v classify.Verdict, start time.Time) {
+func (s *Server) splice(ctx context.Context, c net.Conn, peer dialog.Peer, v classify.Verdict, start time.Time) {
+	client := peer.Client
 	if err := s.eng.Seen(client, v); err != nil {
 		s.storeErrors.Add(1)
 	}
-	be, err := s.dialer.Dial(ctx, c.RemoteAddr(), c.LocalAddr())
+	be, err := s.dialer.Dial(ctx, peer.Remote, peer.Local)
 	if err != nil {
 		// The client keeps its mail and retries later.
 		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
