@@ -164,6 +164,7 @@ type worldConfig struct {
 	blacklist  []string
 	listen     string
 	trusted    []netip.Prefix
+	tarpitMax  int
 }
 
 func startWorld(t *testing.T, wc worldConfig) *world {
@@ -196,9 +197,12 @@ func startWorld(t *testing.T, wc worldConfig) *world {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	w.srv = New(Config{Hostname: "mx.test", MaxConns: 100, MaxConnsPerIP: 20, ShutdownGrace: time.Second, TrustedProxies: wc.trusted}, w.eng,
+	w.srv = New(Config{Hostname: "mx.test", MaxConns: wc.tarpitMax + 100, MaxConnsPerIP: 20, ShutdownGrace: time.Second, TrustedProxies: wc.trusted}, w.eng,
 		&relay.Dialer{Addr: w.backend.ln.Addr().String(), Proxy: "v2"}, dcfg, log)
-	tp, err := tarpit.New(tarpit.Config{Hostname: "mx.test", Stutter: time.Millisecond, MaxConns: 50}, tarpit.Events{Done: w.srv.TarpitDone})
+	if wc.tarpitMax == 0 {
+		wc.tarpitMax = 50
+	}
+	tp, err := tarpit.New(tarpit.Config{Hostname: "mx.test", Stutter: time.Millisecond, MaxConns: wc.tarpitMax}, tarpit.Events{Done: w.srv.TarpitDone})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +235,14 @@ func (w *world) dial(client string) (net.Conn, *bufio.Reader) {
 	}
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	return c, bufio.NewReader(c)
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func TestDialogScripts(t *testing.T) {
