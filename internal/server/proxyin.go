@@ -23,24 +23,39 @@ var v2Signature = []byte("\r\n\r\n\x00\r\nQUIT\n")
 func readProxyHeader(c net.Conn, timeout time.Duration) (dialog.Peer, error) {
 	c.SetReadDeadline(time.Now().Add(timeout))
 	defer c.SetReadDeadline(time.Time{})
+	p, local, err := parseProxyHeader(c)
+	if err != nil {
+		return dialog.Peer{}, err
+	}
+	if local {
+		// A health check of the load balancer itself.
+		a := clientAddr(c)
+		return dialog.Peer{Client: a, Remote: c.RemoteAddr(), Local: c.LocalAddr()}, nil
+	}
+	return p, nil
+}
+
+// parseProxyHeader reads one header from c without reading past it. local
+// reports a LOCAL command (no client addresses).
+func parseProxyHeader(c io.Reader) (p dialog.Peer, local bool, err error) {
 	head := make([]byte, 12)
 	if _, err := io.ReadFull(c, head); err != nil {
-		return dialog.Peer{}, err
+		return dialog.Peer{}, false, err
 	}
 	var raw []byte
 	switch {
 	case bytes.Equal(head, v2Signature):
 		more := make([]byte, 4)
 		if _, err := io.ReadFull(c, more); err != nil {
-			return dialog.Peer{}, err
+			return dialog.Peer{}, false, err
 		}
 		n := int(more[2])<<8 | int(more[3])
 		if n > 512 {
-			return dialog.Peer{}, fmt.Errorf("PROXY v2 header of %d bytes", n)
+			return dialog.Peer{}, false, fmt.Errorf("PROXY v2 header of %d bytes", n)
 		}
 		body := make([]byte, n)
 		if _, err := io.ReadFull(c, body); err != nil {
-			return dialog.Peer{}, err
+			return dialog.Peer{}, false, err
 		}
 		raw = append(append(head, more...), body...)
 	case bytes.HasPrefix(head, []byte("PROXY ")):
@@ -48,30 +63,27 @@ func readProxyHeader(c net.Conn, timeout time.Duration) (dialog.Peer, error) {
 		one := make([]byte, 1)
 		for !bytes.HasSuffix(raw, []byte("\r\n")) {
 			if len(raw) > 107 { // the longest v1 header
-				return dialog.Peer{}, errors.New("PROXY v1 header too long")
+				return dialog.Peer{}, false, errors.New("PROXY v1 header too long")
 			}
 			if _, err := io.ReadFull(c, one); err != nil {
-				return dialog.Peer{}, err
+				return dialog.Peer{}, false, err
 			}
 			raw = append(raw, one[0])
 		}
 	default:
-		return dialog.Peer{}, errors.New("no PROXY header")
+		return dialog.Peer{}, false, errors.New("no PROXY header")
 	}
 	h, err := proxyproto.Read(bufio.NewReader(bytes.NewReader(raw)))
 	if err != nil {
-		return dialog.Peer{}, err
+		return dialog.Peer{}, false, err
 	}
 	if h.Command.IsLocal() {
-		// A health check of the load balancer itself.
-		a := clientAddr(c)
-		return dialog.Peer{Client: a, Remote: c.RemoteAddr(), Local: c.LocalAddr()}, nil
+		return dialog.Peer{}, true, nil
 	}
 	src, dst, ok := h.TCPAddrs()
 	if !ok {
-		return dialog.Peer{}, errors.New("PROXY header without TCP addresses")
+		return dialog.Peer{}, false, errors.New("PROXY header without TCP addresses")
 	}
 	ap := src.AddrPort()
-	return dialog.Peer{Client: ap.Addr().Unmap(), Remote: src, Local: dst}, nil
+	return dialog.Peer{Client: ap.Addr().Unmap(), Remote: src, Local: dst}, false, nil
 }
-

@@ -181,20 +181,21 @@ func (d *DataReader) scan(win []byte) (accepted, need int) {
 				// Never yield a CR without its LF.
 				n--
 			}
-			d.body += int64(n)
-			d.err = ErrTooLarge
-			return i + n, 0
+			eol, err = false, ErrTooLarge
 		}
 		d.body += int64(n)
 		i += n
-		if err != nil {
-			d.err = err
-			return i, 0
-		}
+		// Where the next line starts matters for the end, and for Drain
+		// after an error: "a.\r\n" cut after the "a" must not leave Drain
+		// taking the dot for the start of a line.
 		if eol {
 			d.bol = true
 		} else if n > 0 {
 			d.bol = false
+		}
+		if err != nil {
+			d.err = err
+			return i, 0
 		}
 		if more {
 			return i, i + 2
@@ -235,11 +236,11 @@ func (d *DataReader) Drain(maxDrain int64) error {
 
 	// How far we are into "\r\n.\r\n".
 	const (
-		mid    = iota // within a line
-		cr            // after a CR
-		bol           // at the start of a line (after CRLF)
-		dot           // after "\r\n."
-		dotCR         // after "\r\n.\r"
+		mid   = iota // within a line
+		cr           // after a CR
+		bol          // at the start of a line (after CRLF)
+		dot          // after "\r\n."
+		dotCR        // after "\r\n.\r"
 	)
 	state := mid
 	if d.bol {

@@ -146,6 +146,8 @@ func TestDataDrain(t *testing.T) {
 		{"too large at CR", "abcd\r\n.\r\nQUIT\r\n", 4, ErrTooLarge, 1000, nil, "QUIT"},
 		{"too large at line start", "ab\r\n..\r\n.\r\nQUIT\r\n", 4, ErrTooLarge, 1000, nil, "QUIT"},
 		{"too large at dot line", "ab\r\n.x\r\n.\r\nQUIT\r\n", 4, ErrTooLarge, 1000, nil, "QUIT"},
+		{"too large before a dot mid-line", "a.\r\nRSET\r\n.\r\nQUIT\r\n", 1, ErrTooLarge, 1000, nil, "QUIT"},
+		{"too large within a dot-stuffed line", "..\r\nRSET\r\n.\r\nQUIT\r\n", 1, ErrTooLarge, 1000, nil, "QUIT"},
 		{"too large, drain tolerates bare LF", "aaaaaaa\nb\r\n.\r\nQUIT\r\n", 3, ErrTooLarge, 1000, nil, "QUIT"},
 		{"bare LF", "a\nb\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 1000, nil, "QUIT"},
 		{"bare CR", "a\rb\r\n.\r\nQUIT\r\n", 0, ErrBareCR, 1000, nil, "QUIT"},

@@ -184,8 +184,57 @@ func FuzzData(f *testing.F) {
 			if d.Size() != int64(len(out)) {
 				t.Fatalf("%s: Size() = %d, yielded %d", src.name, d.Size(), len(out))
 			}
+			if err == ErrBareLF || err == ErrBareCR || err == ErrTooLarge {
+				checkDrain(t, src.name, r, d, in, firstEnd(in, len(out)))
+			}
+
+			// A caller that gives up after a few bytes and drains.
+			r = NewReader(src.wrap(bytes.NewReader(in)))
+			d = r.Data(int64(max))
+			k := int(bufSize)
+			if wantN < k {
+				k = wantN
+			}
+			if n, err := io.ReadFull(d, make([]byte, k)); n != k {
+				t.Fatalf("%s: read %d of the first %d bytes: %v", src.name, n, k, err)
+			}
+			end := firstEnd(in, k)
+			if wantErr == io.EOF {
+				end = wantN
+			}
+			checkDrain(t, src.name+"/abandoned", r, d, in, end)
 		}
 	})
+}
+
+// firstEnd returns where the first end of DATA at or after from ends: the
+// end of the first ".\r\n" that starts a line, or -1.
+func firstEnd(in []byte, from int) int {
+	for p := from; p+3 <= len(in); p++ {
+		if bytes.HasPrefix(in[p:], []byte(".\r\n")) && (p == 0 || p >= 2 && bytes.HasPrefix(in[p-2:], []byte("\r\n"))) {
+			return p + 3
+		}
+	}
+	return -1
+}
+
+// checkDrain drains d and checks that the reader then stands at end (-1:
+// Drain must find no end).
+func checkDrain(t *testing.T, name string, r *Reader, d *DataReader, in []byte, end int) {
+	t.Helper()
+	err := d.Drain(1 << 20)
+	if end < 0 {
+		if err != io.ErrUnexpectedEOF {
+			t.Fatalf("%s: Drain(%q) = %v, want unexpected EOF", name, in, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("%s: Drain(%q) = %v, want it to stop at %d", name, in, err, end)
+	}
+	if rest, _ := io.ReadAll(r.br); !bytes.Equal(rest, in[end:]) {
+		t.Fatalf("%s: after Drain(%q), %q left; want %q", name, in, rest, in[end:])
+	}
 }
 
 func FuzzReadReply(f *testing.F) {

@@ -78,9 +78,9 @@ type Moat struct {
 	LogFile string // moat's stdout and stderr, across restarts
 	Cmd     *exec.Cmd
 
-	t    testing.TB
-	bin  string
-	done chan struct{} // closed when Cmd has exited
+	bin     string
+	done    chan struct{} // closed when Cmd has exited
+	dismiss func()        // tells this run's watchdog all is well
 }
 
 // StartMoat writes configTOML to a file and runs "moat run -c FILE". In the
@@ -101,7 +101,6 @@ func StartMoat(t testing.TB, configTOML string, vars ...string) *Moat {
 		DataDir: filepath.Join(dir, "data"),
 		Config:  filepath.Join(dir, "moat.toml"),
 		LogFile: filepath.Join(dir, "moat.log"),
-		t:       t,
 		bin:     bin,
 	}
 	if err := os.Mkdir(m.DataDir, 0o700); err != nil {
@@ -122,6 +121,9 @@ func StartMoat(t testing.TB, configTOML string, vars ...string) *Moat {
 		if m.running() {
 			m.Kill(t)
 		}
+		if m.dismiss != nil {
+			m.dismiss()
+		}
 	})
 	m.start(t)
 	return m
@@ -138,7 +140,8 @@ func (m *Moat) start(t testing.TB) {
 	cmd.Dir = m.Dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	// Moat dies with the test binary, whatever kills it.
+	// Moat dies with the test binary: by the parent-death signal, or the
+	// watchdog if moat changes its credentials (which clears the signal).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start moat: %v", err)
@@ -150,11 +153,13 @@ func (m *Moat) start(t testing.TB) {
 		cmd.Wait()
 		close(done)
 	}()
+	m.dismiss = watchdog(t, cmd.Process.Pid, m.Dir)
 	if !waitListening(m.Addr, 10*time.Second, done) {
 		if m.running() {
 			m.Kill(t)
 			t.Fatalf("moat does not listen on %s after 10s; log:\n%s", m.Addr, tail(m.Log(), 60))
 		}
+		m.dismiss()
 		t.Fatalf("moat exited at start-up (%s); log:\n%s", cmd.ProcessState, tail(m.Log(), 60))
 	}
 }
@@ -182,6 +187,8 @@ func (m *Moat) Stop(t testing.TB) {
 		m.Kill(t)
 		t.Fatalf("moat did not exit within 10s of SIGTERM")
 	}
+	syscall.Kill(-m.Cmd.Process.Pid, syscall.SIGKILL)
+	m.dismiss()
 	if !m.Cmd.ProcessState.Success() {
 		t.Errorf("moat exited with %s after SIGTERM; want a clean exit", m.Cmd.ProcessState)
 	}
@@ -193,12 +200,23 @@ func (m *Moat) Kill(t testing.TB) {
 	m.Cmd.Process.Kill()
 	<-m.done
 	syscall.Kill(-m.Cmd.Process.Pid, syscall.SIGKILL)
+	m.dismiss()
 }
 
 // Restart stops moat and starts it again with the same config and data dir.
 func (m *Moat) Restart(t testing.TB) {
 	t.Helper()
 	m.Stop(t)
+	m.start(t)
+}
+
+// Start starts moat again, with the same config and data dir, after Stop
+// or Kill.
+func (m *Moat) Start(t testing.TB) {
+	t.Helper()
+	if m.running() {
+		t.Fatal("moat start: moat is already running")
+	}
 	m.start(t)
 }
 

@@ -38,9 +38,10 @@ type Postfix struct {
 	Queue   string // queue_directory (Dir/spool)
 	Maillog string // maillog_file
 
-	name   string // "backend" or "sender", for messages
-	master *exec.Cmd
-	done   chan struct{} // closed when master has exited
+	name    string // "backend" or "sender", for messages
+	master  *exec.Cmd
+	done    chan struct{} // closed when master has exited
+	dismiss func()        // tells the watchdog all is well
 }
 
 // tools holds the absolute paths of the Postfix programs, found once.
@@ -195,7 +196,8 @@ biff = no
 }
 
 // startPostfix lays out an instance in dir with the given main.cf, master.cf
-// and extra files in its config directory (lookup tables), and starts its master as a child of the test binary.
+// and extra files in its config directory (lookup tables), and starts its
+// master as a child of the test binary.
 func startPostfix(t testing.TB, name, dir, mainCF, masterCF string, extra map[string]string) *Postfix {
 	t.Helper()
 	p := &Postfix{
@@ -228,14 +230,16 @@ func startPostfix(t testing.TB, name, dir, mainCF, masterCF string, extra map[st
 
 	makeQueue(t, p.Queue, pfUID)
 
-	// The master runs in the foreground (-d) in a process group of its
-	// own, so the test owns it: it gets SIGTERM when the test binary
-	// dies, and -e ends it in any case.
+	// The master runs in the foreground (-d) as a child of the test, in a
+	// process group of its own that the test ends at cleanup, a watchdog
+	// ends if the test binary dies, and -e ends in any case. (A
+	// parent-death signal would not do: the kernel clears it when the
+	// master changes its credentials.)
 	cmd := exec.Command(tools.master, "-c", p.Config, "-d", "-e", strconv.Itoa(int(masterLifetime/time.Second)))
 	var stderr bytes.Buffer
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: start postfix master: %v", name, err)
 	}
@@ -244,6 +248,7 @@ func startPostfix(t testing.TB, name, dir, mainCF, masterCF string, extra map[st
 		cmd.Wait()
 		close(p.done)
 	}()
+	p.dismiss = watchdog(t, cmd.Process.Pid, dir)
 	t.Cleanup(func() { p.stop(t) })
 
 	// Logging works once the master's own start line arrives; by then it
@@ -328,6 +333,50 @@ func (p *Postfix) stop(t testing.TB) {
 	// Whatever is left of the group (a daemon that missed the signal)
 	// goes now; ESRCH means there was nothing.
 	syscall.Kill(-p.master.Process.Pid, syscall.SIGKILL)
+	p.dismiss()
+}
+
+// watchdogScript waits for a line on stdin. "done" means the test cleaned
+// up by itself. Anything else, end of file above all, means the test
+// binary is gone without cleaning up (killed, or timed out): then the
+// script ends process group $1, SIGTERM first, and removes directory $2.
+const watchdogScript = `read line
+[ "$line" = done ] && exit 0
+kill -s TERM -- "-$1" 2>/dev/null
+i=0
+while kill -0 -- "-$1" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i+1)); done
+kill -s KILL -- "-$1" 2>/dev/null
+rm -rf -- "$2"
+`
+
+// watchdog starts a process that outlives the test binary only to end the
+// process group pgid and remove dir if the binary dies without cleaning
+// up. It learns of the death from its stdin: the write end of the pipe is
+// held by the test binary alone, and the kernel closes it however the
+// binary ends. The returned func dismisses the watchdog.
+func watchdog(t testing.TB, pgid int, dir string) func() {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command("/bin/sh", "-c", watchdogScript, "watchdog", strconv.Itoa(pgid), dir)
+	cmd.Stdin = r
+	// Its own group, so a ^C to go test does not kill it with the rest.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		t.Fatalf("start watchdog: %v", err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			w.Write([]byte("done\n"))
+			w.Close()
+			cmd.Wait()
+		})
+	}
 }
 
 // Log returns the content of the instance's maillog.
@@ -683,9 +732,16 @@ func listening(port int) bool {
 	return false
 }
 
+// writeFile writes a config file dated a minute ago: Postfix does not load
+// a file modified within the last second or two (it may still be being
+// edited) and polls until it is older, which costs seconds per instance.
 func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(path, past, past); err != nil {
 		t.Fatal(err)
 	}
 }
