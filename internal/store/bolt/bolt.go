@@ -240,16 +240,8 @@ func (s *Store) load() (err error) {
 		}
 
 		tb := tx.Bucket(bucketTriplets)
-		// Sizing the maps up front halves the start-up time of a big
-		// file: no rehashing while a million entries go in.
-		if n := tb.Stats().KeyN; n > 0 {
-			for i := range s.shards {
-				s.shards[i].m = make(map[tkey]tval, n/nShards+n/nShards/8+8)
-			}
-		} else {
-			for i := range s.shards {
-				s.shards[i].m = make(map[tkey]tval)
-			}
+		for i := range s.shards {
+			s.shards[i].m = make(map[tkey]tval)
 		}
 		err = tb.ForEach(func(k, v []byte) error {
 			if len(k) != len(tkey{}) {
@@ -960,7 +952,8 @@ func (s *Store) commit() error {
 		return nil
 	}
 	// bbolt inserts sorted keys far faster than random ones: each leaf
-	// page is then visited once.
+	// is visited once, and a new key lands at the end of its node instead
+	// of shifting the node's entries.
 	slices.SortFunc(b.triplets, func(x, y tkv) int { return bytes.Compare(x.k[:], y.k[:]) })
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		if err := apply(tx.Bucket(bucketHosts), b.hosts); err != nil {
@@ -1011,6 +1004,9 @@ func (s *Store) commit() error {
 }
 
 func apply(b *bbolt.Bucket, kvs []kv) error {
+	// Unsorted inserts into one bbolt node cost a memmove each, quadratic
+	// in the batch: sort first, as for triplets.
+	slices.SortFunc(kvs, func(x, y kv) int { return bytes.Compare(x.k, y.k) })
 	for _, e := range kvs {
 		var err error
 		if e.v == nil {

@@ -75,7 +75,7 @@ func Run(t *testing.T, open Open) {
 }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
-func ip(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
 func sameTime(a, b time.Time) bool {
 	if a.IsZero() || b.IsZero() {
