@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -97,13 +96,17 @@ func hostsCmd(cfgPath *string) *cobra.Command {
 				return printJSON(c.OutOrStdout(), hs)
 			}
 			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "IP\tCLASS\tREASON\tFIRST SEEN\tLAST SEEN\tEXPIRES")
+			fmt.Fprintln(tw, "IP\tCLASS\tREASON\tFIRST SEEN\tLAST SEEN\tEXPIRES\tTARPIT")
 			for _, h := range hs {
 				exp := "never"
 				if h.Expires != nil {
 					exp = fmtTime(*h.Expires)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.IP, h.Class, h.Reason, fmtTime(h.FirstSeen), fmtTime(h.LastSeen), exp)
+				held := "-"
+				if h.Held > 0 {
+					held = (time.Duration(h.Held) * time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.IP, h.Class, h.Reason, fmtTime(h.FirstSeen), fmtTime(h.LastSeen), exp, held)
 			}
 			return tw.Flush()
 		},
@@ -210,6 +213,7 @@ func trapsCmd(cfgPath *string) *cobra.Command {
 			return err
 		},
 	})
+	addTrapsCommands(cmd, cfgPath)
 	return cmd
 }
 
@@ -238,6 +242,9 @@ func statusCmd(cfgPath *string) *cobra.Command {
 			fmt.Fprintf(w, "connections now: %d (tarpit: %d held)\n", st.Connections, st.TarpitHeld)
 			fmt.Fprintf(w, "tarpit: %.0f seconds held in total, %d black connections refused (tarpit full)\n", st.TarpitSeconds, st.TarpitRefused)
 			fmt.Fprintf(w, "traps: %d addresses, %d hits\n", st.Traps, st.TrapHits)
+			for _, t := range st.TopTraps {
+				fmt.Fprintf(w, "  %8d  %s\n", t.Hits, t.Addr)
+			}
 			if len(st.Sessions) > 0 {
 				var parts []string
 				for k, v := range st.Sessions {
@@ -255,5 +262,3 @@ func statusCmd(cfgPath *string) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
-
-var _ = os.Stdout

@@ -35,6 +35,7 @@ type HostView struct {
 	FirstSeen time.Time  `json:"first_seen"`
 	LastSeen  time.Time  `json:"last_seen"`
 	Expires   *time.Time `json:"expires,omitempty"`
+	Held      int64      `json:"tarpit_seconds,omitempty"` // seconds this host spent in the tarpit
 }
 
 // Status is what "moat status" prints.
@@ -49,6 +50,7 @@ type Status struct {
 	Refused       map[string]int64 `json:"refused,omitempty"`
 	Traps         int              `json:"traps"`
 	TrapHits      int64            `json:"trap_hits"`
+	TopTraps      []TrapHits       `json:"top_traps,omitempty"` // most hit traps, bait addresses included
 	StoreErrors   int64            `json:"store_errors"`
 }
 
@@ -67,7 +69,8 @@ type Live struct {
 type Service struct {
 	Eng   *classify.Engine
 	Traps *traps.Set
-	Live  func() Live // nil when no daemon runs
+	Miner *traps.Miner // trap mining; nil: not set up
+	Live  func() Live  // nil when no daemon runs
 }
 
 // ParseTarget accepts an address or a CIDR.
@@ -94,7 +97,11 @@ func (s *Service) Hosts(class string) ([]HostView, error) {
 		if want != nil && h.Class != *want {
 			return true
 		}
-		out = append(out, view(h))
+		v := view(h)
+		if h.Prefix.IsSingleIP() {
+			v.Held = s.Eng.HeldSeconds(h.Prefix.Addr())
+		}
+		out = append(out, v)
 		return true
 	})
 	sort.Slice(out, func(i, j int) bool {
@@ -173,6 +180,7 @@ func (s *Service) Status() (Status, error) {
 		return st, err
 	}
 	st.Traps = len(tl)
+	st.TopTraps = topTraps(counters, 10)
 	if s.Live != nil {
 		l := s.Live()
 		st.Running = true
@@ -224,6 +232,7 @@ func (s *Service) Handler() http.Handler {
 		st, err := s.Status()
 		reply(w, st, err)
 	})
+	s.trapsExtraRoutes(mux)
 	return mux
 }
 

@@ -10,6 +10,7 @@ package classify
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -180,7 +181,44 @@ func (e *Engine) trapHit(client netip.Addr, trap string) (Decision, error) {
 	reason := "trap hit <" + trap + ">"
 	_ = e.st.Add(traps.HitCounter(trap), 1)
 	err := e.setHost(store.HostPrefix(client), store.Black, reason, e.cfg.BlackTTL, true)
+	// A minted bait address also names the host that harvested it.
+	if h, ok := e.traps.Harvested(trap); ok && h.IP.Unmap() != client.Unmap() {
+		if herr := e.setHost(store.HostPrefix(h.IP), store.Black, h.Reason(), e.cfg.BlackTTL, true); err == nil {
+			err = herr
+		}
+	}
 	return Decision{Action: Trap, Reason: reason}, err
+}
+
+// HeldTTL is how long moat remembers how many seconds a host spent in the
+// tarpit.
+const HeldTTL = 30 * 24 * time.Hour
+
+// Held adds the time a host spent in the tarpit to its own total (shown by
+// "moat hosts list") and to the grand total.
+func (e *Engine) Held(client netip.Addr, d time.Duration) error {
+	secs := int64(d.Round(time.Second) / time.Second)
+	if err := e.st.Add("tarpit_seconds", secs); err != nil {
+		return err
+	}
+	key := client.Unmap().String()
+	var total int64
+	if b, ok, err := e.st.Get("held", key); err != nil {
+		return err
+	} else if ok && len(b) == 8 {
+		total = int64(binary.BigEndian.Uint64(b))
+	}
+	total += secs
+	return e.st.Put("held", key, binary.BigEndian.AppendUint64(nil, uint64(total)), e.clock.Now().Add(HeldTTL))
+}
+
+// HeldSeconds returns the seconds a host spent in the tarpit.
+func (e *Engine) HeldSeconds(client netip.Addr) int64 {
+	b, ok, err := e.st.Get("held", client.Unmap().String())
+	if err != nil || !ok || len(b) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b))
 }
 
 // EarlyTalker blacklists a host that spoke before the banner.

@@ -27,6 +27,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -165,6 +166,7 @@ type worldConfig struct {
 	listen     string
 	trusted    []netip.Prefix
 	tarpitMax  int
+	tls        *tls.Config
 }
 
 func startWorld(t *testing.T, wc worldConfig) *world {
@@ -192,6 +194,7 @@ func startWorld(t *testing.T, wc worldConfig) *world {
 	dcfg := &dialog.Config{
 		Hostname: "mx.test", GreetDelay: wc.greetDelay, MaxRcpts: 10, MaxCommands: 100, MaxErrors: 10,
 		MaxMessageSize: 1 << 20, IdleTimeout: 10 * time.Second, DataTimeout: 10 * time.Second, BackendTimeout: 10 * time.Second,
+		TLS: wc.tls,
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {

@@ -83,9 +83,13 @@ func (s *Server) TarpitDone(client netip.Addr, held time.Duration, bytesIn int64
 	s.release(client)
 	s.sessions[store.Black].Add(1)
 	s.finishedMS.Add(held.Milliseconds())
-	if err := s.eng.Store().Add("tarpit_seconds", int64(held.Round(time.Second)/time.Second)); err != nil {
-		s.storeErrors.Add(1)
-	}
+	// The tarpit calls this with a connection locked: the store writes
+	// (a network round trip with Redis) happen elsewhere.
+	go func() {
+		if err := s.eng.Held(client, held); err != nil {
+			s.storeErrors.Add(1)
+		}
+	}()
 	s.log.Info("session", "client", client.String(), "class", "black", "verdict", "tarpit",
 		"held", held.Round(time.Millisecond).String(), "bytes_in", bytesIn, "messages", msgs)
 }
