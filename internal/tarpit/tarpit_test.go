@@ -1,0 +1,671 @@
+package tarpit
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	testHost    = "mx.example.test"
+	testStutter = 2 * time.Millisecond
+	// ioWait only keeps a broken test from hanging; nothing asserts speed.
+	ioWait = 20 * time.Second
+)
+
+var (
+	banner = "220 " + testHost + " ESMTP Postfix\r\n"
+	ehlo   = "250-" + testHost + "\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
+	// queued stands for the end-of-DATA reply; its ID is checked by pattern.
+	queued = "250 2.0.0 Ok: queued as " + qidMark + "\r\n"
+)
+
+const qidMark = "@@@@@@@@@@@@" // 12 characters, like the ID
+
+// modes are the two ways a connection is held: by the epoll loop (a plain
+// *net.TCPConn on Linux) and by a goroutine (any other net.Conn).
+var modes = []string{"fd", "stream"}
+
+// wrapped hides the *net.TCPConn so that Hold takes the stream path.
+type wrapped struct{ net.Conn }
+
+// rig is a tarpit behind a loopback listener.
+type rig struct {
+	tp   *Tarpit
+	addr string
+	held chan bool // Hold's answer for every accepted connection
+}
+
+func newRig(t testing.TB, cfg Config, ev Events, mode string, start func() Start) *rig {
+	t.Helper()
+	if cfg.Hostname == "" {
+		cfg.Hostname = testHost
+	}
+	if cfg.Stutter == 0 {
+		cfg.Stutter = testStutter
+	}
+	tp, err := New(cfg, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{tp: tp, addr: ln.Addr().String(), held: make(chan bool, 4096)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+			var nc net.Conn = c
+			if mode == "stream" {
+				nc = wrapped{c}
+			}
+			s := Start{}
+			if start != nil {
+				s = start()
+			}
+			r.held <- tp.Hold(nc, client, s)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		if err := tp.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return r
+}
+
+// client is the bot's end of a held connection.
+type client struct {
+	t     testing.TB
+	c     net.Conn
+	reads int // Read calls that returned data
+}
+
+func (r *rig) dial(t testing.TB) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.c, s); err != nil {
+		c.t.Fatalf("send %q: %v", s, err)
+	}
+}
+
+// read reads exactly n bytes.
+func (c *client) read(n int) string {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(ioWait))
+	buf := make([]byte, n)
+	got := 0
+	for got < n {
+		k, err := c.c.Read(buf[got:])
+		if k > 0 {
+			c.reads++
+		}
+		got += k
+		if err != nil {
+			c.t.Fatalf("read: got %q, then %v", buf[:got], err)
+		}
+	}
+	return string(buf)
+}
+
+// expect reads a reply and checks it; qidMark matches a queue ID.
+func (c *client) expect(want string) string {
+	c.t.Helper()
+	got := c.read(len(want))
+	re := regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(want), qidMark, "[0-9A-F]{12}") + "$")
+	if !re.MatchString(got) {
+		c.t.Fatalf("got %q, want %q", got, want)
+	}
+	return got
+}
+
+// expectEOF checks that the tarpit closed the connection with nothing more
+// to say.
+func (c *client) expectEOF() {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(ioWait))
+	b, err := io.ReadAll(c.c)
+	if len(b) > 0 {
+		c.t.Fatalf("got %q, want the connection closed", b)
+	}
+	if err != nil && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+		c.t.Fatalf("want EOF, got %v", err)
+	}
+}
+
+// isReset: closing a socket with unread input sends a reset; that is a close.
+func isReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection reset")
+}
+
+// step is one line of a dialog script: what the client sends, and the
+// complete reply it must get.
+type step struct{ send, want string }
+
+const eof = "<EOF>"
+
+func runScript(t *testing.T, c *client, steps []step) {
+	t.Helper()
+	for _, s := range steps {
+		if s.send != "" {
+			c.send(s.send)
+		}
+		if s.want == eof {
+			c.expectEOF()
+			continue
+		}
+		c.expect(s.want)
+	}
+}
+
+func TestDialog(t *testing.T) {
+	scripts := []struct {
+		name  string
+		steps []step
+	}{
+		{"relay to a foreign domain", []step{
+			{"", banner},
+			{"EHLO bot.example\r\n", ehlo},
+			{"MAIL FROM:<spam@bot.example>\r\n", "250 2.1.0 Ok\r\n"},
+			{"RCPT TO:<victim@foreign.example>\r\n", "250 2.1.5 Ok\r\n"},
+			{"RCPT TO:<other@elsewhere.example>\r\n", "250 2.1.5 Ok\r\n"},
+			{"DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n"},
+			{"Subject: buy\r\n\r\n..dot-stuffed\r\nbody\r\n.\r\n", queued},
+			{"QUIT\r\n", "221 2.0.0 Bye\r\n"},
+			{"", eof},
+		}},
+		{"helo and housekeeping", []step{
+			{"", banner},
+			{"helo bot\r\n", "250 " + testHost + "\r\n"},
+			{"NOOP\r\n", "250 2.0.0 Ok\r\n"},
+			{"mail from: <a@b.example>\r\n", "250 2.1.0 Ok\r\n"},
+			{"RSET\r\n", "250 2.0.0 Ok\r\n"},
+			{"RCPT TO:<x@y.example>\r\n", "503 5.5.1 Error: need MAIL command\r\n"},
+			{"VRFY postmaster\r\n", "252 2.0.0 postmaster\r\n"},
+			{"VRFY\r\n", "501 5.5.4 Syntax: VRFY address\r\n"},
+			{"quit\r\n", "221 2.0.0 Bye\r\n"},
+			{"", eof},
+		}},
+		{"noise", []step{
+			{"", banner},
+			{"STARTTLS\r\n", "502 5.5.2 Error: command not recognized\r\n"},
+			{"AUTH LOGIN\r\n", "502 5.5.2 Error: command not recognized\r\n"},
+			{"GET / HTTP/1.0\r\n", "502 5.5.2 Error: command not recognized\r\n"},
+			{"\r\n", "500 5.5.2 Error: bad syntax\r\n"},
+			{"EHLO\r\n", "501 Syntax: EHLO hostname\r\n"},
+			{"HELO\r\n", "501 Syntax: HELO hostname\r\n"},
+			{"DATA\r\n", "503 5.5.1 Error: need RCPT command\r\n"},
+			{"MAIL TO:<a@b>\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"},
+			{"MAIL FROM:<a@b>\r\n", "250 2.1.0 Ok\r\n"},
+			{"MAIL FROM:<a@b>\r\n", "503 5.5.1 Error: nested MAIL command\r\n"},
+			{"RCPT FROM:<a@b>\r\n", "501 5.5.4 Syntax: RCPT TO:<address>\r\n"},
+			{"NOOP " + strings.Repeat("x", maxLine) + "\r\n", "500 5.5.0 Error: line too long\r\n"},
+			{"VRFY a\x01b\r\n", "252 2.0.0 ab\r\n"},
+			{"NOOP\n", "250 2.0.0 Ok\r\n"}, // bare LF ends a command line, as in Postfix
+		}},
+	}
+	for _, mode := range modes {
+		for _, sc := range scripts {
+			t.Run(mode+"/"+sc.name, func(t *testing.T) {
+				t.Parallel()
+				r := newRig(t, Config{}, Events{}, mode, nil)
+				runScript(t, r.dial(t), sc.steps)
+			})
+		}
+	}
+}
+
+// A command line that arrives a byte at a time is assembled across reads.
+func TestSlowCommand(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{}, Events{}, mode, nil)
+			c := r.dial(t)
+			c.expect(banner)
+			for _, b := range "EHLO slow.example\r\n" {
+				c.send(string(b))
+				time.Sleep(time.Millisecond)
+			}
+			c.expect(ehlo)
+		})
+	}
+}
+
+// Pipelined commands are answered in order, each reply whole before the
+// next begins.
+func TestPipelining(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{}, Events{}, mode, nil)
+			c := r.dial(t)
+			// Sent before the banner, as an early talker does.
+			c.send("EHLO bot\r\nMAIL FROM:<a@bot.example>\r\nRCPT TO:<b@foreign.example>\r\n" +
+				"RCPT TO:<c@foreign.example>\r\nDATA\r\nhello\r\n.\r\nNOOP\r\nQUIT\r\n")
+			c.expect(banner + ehlo + "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n" +
+				"354 End data with <CR><LF>.<CR><LF>\r\n" + queued + "250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n")
+			c.expectEOF()
+		})
+	}
+}
+
+// Only CRLF.CRLF ends DATA: bare-LF and bare-CR forms are content, so a
+// smuggled "second message" is never seen as commands.
+func TestDataEndsOnlyAtCRLFDotCRLF(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{}, Events{}, mode, nil)
+			c := r.dial(t)
+			runScript(t, c, []step{
+				{"", banner},
+				{"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
+					"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
+			})
+			c.send("one\n.\nRSET\r\n")
+			c.send("two\r.\rNOOP\r\n")
+			c.send("three\r\n.\nVRFY x\r\n")
+			c.send("four\n.\r\nHELO y\r\n")
+			c.send(".\r\n") // the real end: after CRLF
+			c.send("QUIT\r\n")
+			c.expect(queued + "221 2.0.0 Bye\r\n")
+			c.expectEOF()
+		})
+	}
+}
+
+func TestQueueIDsDiffer(t *testing.T) {
+	r := newRig(t, Config{}, Events{}, "fd", nil)
+	c := r.dial(t)
+	c.expect(banner)
+	seen := map[string]bool{}
+	for range 3 {
+		c.send("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
+		c.expect("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
+		id := c.expect(queued)
+		if seen[id] {
+			t.Fatalf("queue ID repeated: %q", id)
+		}
+		seen[id] = true
+	}
+}
+
+// A session can enter the tarpit in the middle of a dialog.
+func TestStart(t *testing.T) {
+	cases := []struct {
+		name  string
+		start Start
+		steps []step
+	}{
+		{"trap hit mid-transaction", Start{
+			Greeted: true, InMail: true, Reply: "250 2.1.5 Ok\r\n",
+			Pending: []byte("RCPT TO:<more@foreign.example>\r\nDATA\r\n"),
+		}, []step{
+			{"", "250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
+			{"body\r\n.\r\n", queued},
+			{"QUIT\r\n", "221 2.0.0 Bye\r\n"},
+			{"", eof},
+		}},
+		{"early talker before the banner", Start{Pending: []byte("EHLO eager\r\n")}, []step{
+			{"", banner + ehlo},
+			{"MAIL FROM:<x@y>\r\n", "250 2.1.0 Ok\r\n"},
+		}},
+		{"greeted, nothing owed", Start{Greeted: true}, []step{
+			{"NOOP\r\n", "250 2.0.0 Ok\r\n"}, // no second banner
+		}},
+		{"greeted, pending only", Start{Greeted: true, Pending: []byte("HELO a\r\nRCPT TO:<b@c>\r\n")}, []step{
+			{"", "250 " + testHost + "\r\n503 5.5.1 Error: need MAIL command\r\n"},
+		}},
+		{"not greeted, with a reply", Start{Reply: "451 4.7.1 Try again later\r\n"}, []step{
+			{"", banner + "451 4.7.1 Try again later\r\n"},
+		}},
+		{"pending with half a line", Start{Greeted: true, InMail: true, Pending: []byte("RCPT TO:<a@")}, []step{
+			{"b>\r\n", "250 2.1.5 Ok\r\n"},
+		}},
+	}
+	for _, mode := range modes {
+		for _, tc := range cases {
+			t.Run(mode+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				r := newRig(t, Config{}, Events{}, mode, func() Start {
+					s := tc.start
+					s.Pending = append([]byte(nil), s.Pending...)
+					return s
+				})
+				runScript(t, r.dial(t), tc.steps)
+			})
+		}
+	}
+}
+
+// The reply bytes come out one per Stutter: in many separate reads, and
+// no sooner than the stutter allows.
+func TestStutter(t *testing.T) {
+	const stutter = 5 * time.Millisecond
+	r := newRig(t, Config{Stutter: stutter}, Events{}, "fd", nil)
+	start := time.Now()
+	c := r.dial(t)
+	c.expect(banner)
+	if elapsed, min := time.Since(start), time.Duration(len(banner)-1)*stutter; elapsed < min {
+		t.Errorf("banner took %v, want at least %v", elapsed, min)
+	}
+	if c.reads < 4 {
+		t.Errorf("banner came in %d reads, want it stuttered over many", c.reads)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{MaxConns: 2, Stutter: time.Hour}, Events{}, mode, nil)
+			r.dial(t)
+			r.dial(t)
+			for range 2 {
+				if !<-r.held {
+					t.Fatal("Hold refused below MaxConns")
+				}
+			}
+			c := r.dial(t)
+			if <-r.held {
+				t.Fatal("Hold accepted above MaxConns")
+			}
+			c.expectEOF()
+			st := r.tp.Stats()
+			if st.Held != 2 || st.Refused != 1 || st.Sessions != 2 {
+				t.Errorf("Stats = %+v, want Held 2, Refused 1, Sessions 2", st)
+			}
+		})
+	}
+}
+
+func TestMaxBytes(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			var ev events
+			r := newRig(t, Config{MaxBytes: 4096}, ev.funcs(), mode, nil)
+			c := r.dial(t)
+			runScript(t, c, []step{
+				{"", banner},
+				{"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
+					"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
+			})
+			line := strings.Repeat("z", 98) + "\r\n"
+			for range 64 {
+				if _, err := io.WriteString(c.c, line); err != nil {
+					break // already dropped
+				}
+			}
+			c.expectEOF()
+			d := ev.waitDone(t)
+			if d.bytesIn <= 4096 || d.msgs != 0 {
+				t.Errorf("Done bytesIn=%d msgs=%d, want > 4096 and 0", d.bytesIn, d.msgs)
+			}
+		})
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{IdleTimeout: 50 * time.Millisecond}, Events{}, mode, nil)
+			c := r.dial(t)
+			c.expect(banner)
+			c.send("NOOP") // never finished: not a command
+			c.expectEOF()
+		})
+	}
+}
+
+func TestMaxDuration(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			// A bot that keeps talking is still thrown out at MaxDuration,
+			// even in the middle of a reply.
+			r := newRig(t, Config{MaxDuration: 100 * time.Millisecond}, Events{}, mode, nil)
+			c := r.dial(t)
+			c.send(strings.Repeat("NOOP\r\n", 1000))
+			c.c.SetReadDeadline(time.Now().Add(ioWait))
+			b, _ := io.ReadAll(c.c)
+			if !strings.HasPrefix(banner+strings.Repeat("250 2.0.0 Ok\r\n", 1000), string(b)) {
+				t.Errorf("got %q, want a prefix of the dialog", b)
+			}
+			if len(b) >= len(banner)+1000*len("250 2.0.0 Ok\r\n") {
+				t.Errorf("the whole dialog went out; MaxDuration did not cut it")
+			}
+		})
+	}
+}
+
+// events records what the tarpit reported.
+type events struct {
+	mu    sync.Mutex
+	mail  []string
+	rcpt  []string
+	addrs []netip.Addr
+	done  chan doneEvent
+}
+
+type doneEvent struct {
+	client  netip.Addr
+	held    time.Duration
+	bytesIn int64
+	msgs    int
+}
+
+func (e *events) funcs() Events {
+	e.done = make(chan doneEvent, 4096)
+	return Events{
+		Mail: func(a netip.Addr, s string) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.mail = append(e.mail, s)
+			e.addrs = append(e.addrs, a)
+		},
+		Rcpt: func(a netip.Addr, r string) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.rcpt = append(e.rcpt, r)
+			e.addrs = append(e.addrs, a)
+		},
+		Done: func(a netip.Addr, held time.Duration, n int64, msgs int) {
+			e.done <- doneEvent{a, held, n, msgs}
+		},
+	}
+}
+
+func (e *events) waitDone(t testing.TB) doneEvent {
+	t.Helper()
+	select {
+	case d := <-e.done:
+		return d
+	case <-time.After(ioWait):
+		t.Fatal("no Done event")
+		return doneEvent{}
+	}
+}
+
+func TestEvents(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			var ev events
+			r := newRig(t, Config{}, ev.funcs(), mode, nil)
+			c := r.dial(t)
+			send := []string{
+				"EHLO bot\r\n",
+				"MAIL FROM:<Spam@Bot.Example> SIZE=100\r\n",
+				"RCPT TO:<trap@foreign.example>\r\n",
+				"RCPT TO: <\"quoted local\"@x.example>\r\n",
+				"DATA\r\n", "a\r\n.\r\n",
+				"MAIL FROM:<>\r\n", "RCPT TO:bare@y.example\r\n", "DATA\r\n", "b\r\n.\r\n",
+				"QUIT\r\n",
+			}
+			var total int64
+			for _, s := range send {
+				total += int64(len(s))
+			}
+			c.send(strings.Join(send, ""))
+			c.c.SetReadDeadline(time.Now().Add(ioWait))
+			io.ReadAll(c.c)
+			d := ev.waitDone(t)
+
+			want := netip.MustParseAddr("127.0.0.1")
+			if d.client != want || d.bytesIn != total || d.msgs != 2 || d.held <= 0 {
+				t.Errorf("Done(%v, %v, %d, %d), want (%v, >0, %d, 2)", d.client, d.held, d.bytesIn, d.msgs, want, total)
+			}
+			ev.mu.Lock()
+			defer ev.mu.Unlock()
+			if got := strings.Join(ev.mail, "|"); got != "Spam@Bot.Example|" {
+				t.Errorf("Mail events %q", got)
+			}
+			if got := strings.Join(ev.rcpt, "|"); got != `trap@foreign.example|"quoted local"@x.example|bare@y.example` {
+				t.Errorf("Rcpt events %q", got)
+			}
+			for _, a := range ev.addrs {
+				if a != want {
+					t.Errorf("event for client %v, want %v", a, want)
+				}
+			}
+			st := r.tp.Stats()
+			if st.Held != 0 || st.Sessions != 1 || st.HeldSeconds <= 0 {
+				t.Errorf("Stats = %+v after the session ended", st)
+			}
+		})
+	}
+}
+
+// Close drops every held connection, whatever it was doing, reports each
+// one Done, and refuses later ones.
+func TestClose(t *testing.T) {
+	var ev events
+	tp, err := New(Config{Hostname: testHost, Stutter: time.Hour}, ev.funcs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const n = 20
+	var clients []net.Conn
+	for i := range n {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sc net.Conn = s
+		if i%2 == 1 {
+			sc = wrapped{s}
+		}
+		st := Start{}
+		if i%3 == 0 {
+			st = Start{Greeted: true} // waiting for input rather than writing
+		}
+		if !tp.Hold(sc, netip.MustParseAddr("127.0.0.1"), st) {
+			t.Fatal("Hold refused")
+		}
+	}
+	if got := tp.Stats().Held; got != n {
+		t.Fatalf("Held = %d, want %d", got, n)
+	}
+	if err := tp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tp.Stats().Held; got != 0 {
+		t.Errorf("Held = %d after Close", got)
+	}
+	if len(ev.done) != n {
+		t.Errorf("%d Done events, want %d", len(ev.done), n)
+	}
+	for _, c := range clients {
+		(&client{t: t, c: c}).expectEOF()
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.Hold(s, netip.MustParseAddr("127.0.0.1"), Start{}) {
+		t.Error("Hold accepted after Close")
+	}
+	(&client{t: t, c: c}).expectEOF()
+	if err := tp.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// A thousand bots at once all get their banner.
+func TestThousandHeld(t *testing.T) {
+	const n = 1000
+	r := newRig(t, Config{}, Events{}, "fd", nil)
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = r.dial(t)
+	}
+	for range n {
+		if !<-r.held {
+			t.Fatal("Hold refused")
+		}
+	}
+	if st := r.tp.Stats(); st.Held != n {
+		t.Errorf("Held = %d, want %d", st.Held, n)
+	}
+	for _, c := range clients {
+		c.expect(banner)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Hostname: "two words"},
+		{Hostname: "mx\r\n250 x"},
+		{Hostname: "mx", Stutter: -1},
+		{Hostname: "mx", MaxConns: -1},
+	} {
+		if tp, err := New(cfg, Events{}); err == nil {
+			tp.Close()
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
