@@ -28,6 +28,7 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/smtp"
+	"moat/internal/store"
 	"moat/internal/tarpit"
 )
 
@@ -116,6 +117,10 @@ type Peer struct {
 	Client netip.Addr
 	Remote net.Addr // the client's address and port, for the backend's PROXY header
 	Local  net.Addr // the address the client connected to
+	// Listed carries the verdict of the DNS list lookups started at
+	// accept (classify.Engine.Lookup); nil when there are none. It is
+	// read once, without waiting, when the greet delay is over.
+	Listed <-chan classify.Verdict
 }
 
 // Serve runs a grey session on conn until it ends or moves to the tarpit.
@@ -167,7 +172,28 @@ func (s *session) greet() bool {
 			return false
 		}
 	}
+	if s.listed() {
+		return false
+	}
 	return s.write("220 " + s.cfg.Hostname + " ESMTP\r\n")
+}
+
+// listed moves the session to the tarpit when the DNS lists, looked up
+// since accept, found the host black. A lookup still running when the
+// greet delay is over never delays the session; its verdict is stored
+// for the next connection.
+func (s *session) listed() bool {
+	select {
+	case v := <-s.peer.Listed:
+		if v.Class != store.Black {
+			return false
+		}
+		s.res.Verdict, s.res.Reason = "dnsbl", v.Reason
+		s.toTarpit(tarpit.Start{})
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *session) toTarpit(st tarpit.Start) {
@@ -553,7 +579,7 @@ func (s *session) handOff(rcpt string) {
 		// The host is white now; its next attempt is spliced. This
 		// one must be deferred: nothing is accepted that the backend
 		// has not accepted.
-		if refused != nil && refused.Code >= 400 {
+		if refused != nil {
 			s.write(asRcptReply(*refused))
 			s.res.Reason += "; backend refused: " + refused.String()
 		} else {
@@ -585,14 +611,21 @@ func (s *session) handOff(rcpt string) {
 }
 
 // asRcptReply turns a backend refusal at banner or greeting time into an
-// answer to the RCPT the client is waiting on, keeping the backend's class
-// (4xx stays 4xx, 5xx stays 5xx) and text.
+// answer to the RCPT the client is waiting on. It is always a 4xx, with
+// the backend's text: a backend that will not even greet us is an outage
+// or a misconfiguration as far as this sender can tell, and a 5xx here
+// would bounce mail that a healthy backend would take.
 func asRcptReply(r smtp.Reply) string {
-	code := r.Code
-	if code < 400 || code > 599 {
-		code = 451
+	lines := make([]string, len(r.Lines))
+	for i, l := range r.Lines {
+		// Keep the enhanced status code in the same class as the
+		// reply code (RFC 3463): "5.7.1 …" becomes "4.7.1 …".
+		if len(l) > 4 && (l[0] == '2' || l[0] == '5') && l[1] == '.' {
+			l = "4" + l[1:]
+		}
+		lines[i] = l
 	}
-	return smtp.Reply{Code: code, Lines: r.Lines}.String()
+	return smtp.Reply{Code: 451, Lines: lines}.String()
 }
 
 // forwardRcpt forwards one RCPT to the backend and its reply to the client.

@@ -22,6 +22,7 @@ package server
 //	@class 127.0.0.10 white the store's class for that address now
 //	@backend-messages 1     messages the backend received so far
 //	@backend-conns 0        connections the backend received so far
+//	@backend-banner 554 5.7.1 No   the backend greets with this and hangs up
 //	@backend-from 127.0.0.10  the PROXY header of the last backend connection named this client
 
 import (
@@ -64,6 +65,7 @@ type testBackend struct {
 	conns    int
 	messages []string
 	lastFrom string
+	banner   string // "" for the usual 220
 }
 
 func startBackend(t *testing.T) *testBackend {
@@ -90,11 +92,16 @@ func (b *testBackend) serve(c net.Conn) {
 	br := bufio.NewReader(c)
 	// Reading the first byte makes the proxyproto layer parse the header.
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "220 backend.test ESMTP\r\n")
 	b.mu.Lock()
 	b.conns++
 	b.lastFrom = c.RemoteAddr().String()
+	banner := b.banner
 	b.mu.Unlock()
+	if banner != "" {
+		fmt.Fprintf(c, "%s\r\n", banner)
+		return
+	}
+	fmt.Fprintf(c, "220 backend.test ESMTP\r\n")
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -377,6 +384,11 @@ func runScript(t *testing.T, path string) {
 			if got != want {
 				t.Fatalf("%s: %s: got %d, want %d", where, verb, got, want)
 			}
+		case "@backend-banner":
+			needWorld()
+			w.backend.mu.Lock()
+			w.backend.banner = arg
+			w.backend.mu.Unlock()
 		case "@backend-from":
 			_, _, from := w.backend.stats()
 			if host, _, _ := net.SplitHostPort(from); host != arg {

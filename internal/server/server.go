@@ -255,6 +255,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.release(client)
 		s.tarpitFull(client)
 	default:
+		peer.Listed = s.eng.Lookup(client, v) // DNS lists, answered within the greet delay
 		res := dialog.Serve(ctx, c, peer, s.dcfg, s.eng, s.tp, s.dialer)
 		s.sessions[store.Grey].Add(1)
 		if res.Tarpitted {
@@ -264,7 +265,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 			return // released by TarpitDone
 		}
 		s.release(client)
-		if res.Verdict == "early-talker" || res.Verdict == "trap" {
+		if res.Verdict == "early-talker" || res.Verdict == "trap" || res.Verdict == "dnsbl" {
 			s.tarpitFull(client)
 		}
 		attrs := []any{"client", client.String(), "class", "grey", "verdict", res.Verdict,
