@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (real
-# Postfix, swaks and redis-server from Debian), then vets the code and runs
+# Postfix, swaks, redis-server and rspamd from Debian), then vets the code and runs
 # every test under the race detector, end-to-end tests with real Postfix
 # included. Run it as root (the end-to-end tests start Postfix instances).
 set -euo pipefail
@@ -10,6 +10,7 @@ need=()
 command -v postfix >/dev/null 2>&1 || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "test/run.sh: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

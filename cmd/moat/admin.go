@@ -133,6 +133,7 @@ func hostsCmd(cfgPath *string) *cobra.Command {
 			},
 		})
 	}
+	cmd.AddCommand(hostsShowCmd(op)) // hosts_show.go
 	cmd.AddCommand(&cobra.Command{
 		Use:   "forget IP|CIDR",
 		Short: "forget a host or network: it is grey again",

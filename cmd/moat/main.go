@@ -4,8 +4,10 @@
 //
 //	moat run [-c moat.toml]        run the proxy
 //	moat hosts list|white|black|forget
-//	moat traps list|add|del
+//	moat traps list|add|del|candidates|promote|mine|decode|bait-snippet
 //	moat status
+//	moat export [FILE|-]           all state as JSON lines (backup, move between stores)
+//	moat import FILE|-
 package main
 
 import (
@@ -36,6 +38,7 @@ func rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("MOAT_CONFIG"),
 		"configuration file (TOML); default: built-in defaults ($MOAT_CONFIG)")
 	root.AddCommand(runCmd(&cfgPath), hostsCmd(&cfgPath), trapsCmd(&cfgPath), statusCmd(&cfgPath),
+		exportCmd(&cfgPath), importCmd(&cfgPath),
 		&cobra.Command{
 			Use:   "version",
 			Short: "print moat's version",

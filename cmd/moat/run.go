@@ -24,6 +24,7 @@ import (
 	"moat/internal/server"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
+	"moat/internal/store/redis"
 	"moat/internal/tarpit"
 	"moat/internal/traps"
 )
@@ -62,13 +63,22 @@ func openStore(cfg *config.Config) (store.Store, error) {
 	case "", "bolt":
 		return bolt.Open(filepath.Join(cfg.DataDir, "moat.db"), bolt.Options{})
 	}
-	return nil, fmt.Errorf("config: store: %q: not supported by this build", cfg.Store)
+	return redis.Open(cfg.Store, redis.Options{
+		Prefix:   cfg.Redis.Prefix,
+		Timeout:  cfg.Redis.Timeout,
+		CacheTTL: cfg.Redis.CacheTTL,
+		StaleTTL: cfg.Redis.StaleTTL,
+		Log:      newLogger(cfg),
+	})
 }
 
 // newEngine builds the decision logic over st.
 func newEngine(cfg *config.Config, st store.Store) (*classify.Engine, *traps.Set, error) {
 	ts, err := traps.New(st, cfg.Traps.Addresses)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := setupBait(cfg, ts); err != nil {
 		return nil, nil, err
 	}
 	c := clock.Real{}
@@ -86,6 +96,7 @@ func newEngine(cfg *config.Config, st store.Store) (*classify.Engine, *traps.Set
 		WhiteTTL:  cfg.Greylist.WhiteTTL,
 		GreyTTL:   cfg.Greylist.RetryWindow,
 	}, st, c, g, ts)
+	eng.SetReputation(reputationPolicy(cfg)) // the daemon adds DNS and lists in startReputation
 	return eng, ts, nil
 }
 
@@ -121,6 +132,11 @@ func run(cfg *config.Config) error {
 		BackendTimeout: cfg.Limits.BackendTimeout,
 		TLS:            tlsCfg,
 	}
+	miner, err := newMiner(cfg, st, eng, log)
+	if err != nil {
+		return err
+	}
+	dcfg.Hooks.BackendRcpt = miner.BackendRcpt
 	srv := server.New(server.Config{
 		Hostname:       cfg.Hostname,
 		MaxConns:       cfg.Limits.MaxConns,
@@ -134,7 +150,7 @@ func run(cfg *config.Config) error {
 		MaxBytes:    cfg.Tarpit.MaxBytes,
 		MaxDuration: cfg.Tarpit.MaxDuration,
 		IdleTimeout: cfg.Tarpit.IdleTimeout,
-	}, tarpit.Events{Done: srv.TarpitDone})
+	}, tarpit.Events{Done: srv.TarpitDone, Rcpt: miner.TarpitRcpt})
 	if err != nil {
 		return err
 	}
@@ -148,7 +164,7 @@ func run(cfg *config.Config) error {
 		return err
 	}
 	defer os.Remove(cfg.AdminSocket())
-	svc := &admin.Service{Eng: eng, Traps: ts, Live: func() admin.Live {
+	svc := &admin.Service{Eng: eng, Traps: ts, Miner: miner, Live: func() admin.Live {
 		s := srv.Stats()
 		return admin.Live{
 			Connections:   s.Connections,
@@ -160,7 +176,16 @@ func run(cfg *config.Config) error {
 			StoreErrors:   s.StoreErrors,
 		}
 	}}
+	if err := startReputation(ctx, cfg, eng, log); err != nil {
+		return err
+	}
 	go svc.Serve(ctx, aln)
+	if err := startAdminTCP(ctx, cfg, svc, log); err != nil { // admin_tcp.go
+		return err
+	}
+	if err := startTraps(ctx, cfg, st, ts, miner, log); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

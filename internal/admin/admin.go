@@ -228,11 +228,13 @@ func (s *Service) Handler() http.Handler {
 		n, err := s.Traps.Del(r.PathValue("addr"))
 		reply(w, map[string]string{"deleted": n}, err)
 	})
+	s.feedbackRoutes(mux) // feedback.go
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.Status()
 		reply(w, st, err)
 	})
 	s.trapsExtraRoutes(mux)
+	s.exportRoutes(mux)
 	return mux
 }
 
@@ -279,7 +281,11 @@ func Listen(path string) (net.Listener, error) {
 
 // Serve serves the API on ln until ctx is done.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	return serveHTTP(ctx, ln, &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second})
+}
+
+// serveHTTP runs srv on ln until ctx is done, then shuts it down gently.
+func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server) error {
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -45,6 +45,7 @@ type Engine struct {
 	clock clock.Clock
 	grey  *greylist.Greylist
 	traps *traps.Set
+	ev    evidence // reputation.go: network evidence and the history of class changes
 }
 
 // New returns an Engine.
@@ -76,6 +77,9 @@ func (e *Engine) Classify(addr netip.Addr) (Verdict, error) {
 	h, ok, err := e.st.Lookup(addr)
 	if err != nil {
 		return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
+	}
+	if v, listed := e.networkVerdict(addr, ok, h); listed {
+		return v, nil
 	}
 	if !ok {
 		return Verdict{Class: store.Grey, Reason: "unknown"}, nil
@@ -139,7 +143,10 @@ func (e *Engine) Rcpt(client netip.Addr, sender, rcpt string) (Decision, error) 
 	if e.traps.Is(rcpt) {
 		return e.trapHit(client, rcpt)
 	}
-	r, err := e.grey.Check(client, sender, rcpt)
+	if d, ok := e.whiteNow(client); ok {
+		return d, nil
+	}
+	r, err := e.greyCheck(client, sender, rcpt)
 	if err != nil {
 		return Decision{Action: Defer, Reason: r.Reason}, err
 	}
@@ -147,6 +154,10 @@ func (e *Engine) Rcpt(client netip.Addr, sender, rcpt string) (Decision, error) 
 		return Decision{Action: Defer, Reason: r.Reason}, e.touchGrey(client, r.Reason)
 	}
 	reason := "greylist: " + r.Reason
+	if why, bad := e.badKarma(client); bad {
+		// The message goes through, but the host stays grey.
+		return Decision{Action: Pass, Reason: reason + "; not whitelisted: " + why}, nil
+	}
 	if err := e.setHost(store.HostPrefix(client), store.White, reason, e.cfg.WhiteTTL, false); err != nil {
 		// The retry qualified; failing to remember it only costs
 		// the sender another greylisting later. Let it through.
@@ -246,6 +257,7 @@ func (e *Engine) Forget(p netip.Prefix) error {
 	if err := e.st.DeleteHost(p); err != nil {
 		return err
 	}
+	e.record(p, Event{At: e.clock.Now(), Class: store.Grey.String(), Reason: "forgotten by operator"})
 	return e.st.Flush(context.Background())
 }
 
@@ -258,6 +270,7 @@ func (e *Engine) setHost(p netip.Prefix, c store.Class, reason string, ttl time.
 	if !ok {
 		h = store.Host{Prefix: p, First: now}
 	}
+	was := h.Class
 	h.Class, h.Reason, h.Last = c, reason, now
 	h.Expires = time.Time{}
 	if ttl > 0 {
@@ -266,6 +279,7 @@ func (e *Engine) setHost(p netip.Prefix, c store.Class, reason string, ttl time.
 	if err := e.st.PutHost(h); err != nil {
 		return fmt.Errorf("classify: %s %s: %w", c, p, err)
 	}
+	e.changed(p, was, ok, c, reason, now)
 	if durable {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -38,10 +39,23 @@ type Config struct {
 	Greylist Greylist
 	Tarpit   Tarpit
 	Traps    Traps
+	Bait     Bait
 	TLS      TLS
 	Limits   Limits
 	Admin    Admin
 	Log      Log
+	Redis    Redis
+
+	Reputation Reputation // reputation.go
+}
+
+// Redis is the [redis] table: how a redis store names its keys and keeps
+// its local cache. It matters only when store is a redis URL.
+type Redis struct {
+	Prefix   string        // start of every key and of the change channel
+	Timeout  time.Duration // dial, read and write timeout of one request
+	CacheTTL time.Duration // how long a cached host or triplet is used without asking Redis
+	StaleTTL time.Duration // how long cached entries still answer while Redis is unreachable
 }
 
 // Greylist is the [greylist] table.
@@ -65,7 +79,26 @@ type Tarpit struct {
 
 // Traps is the [traps] table.
 type Traps struct {
-	Addresses []string
+	Addresses     []string
+	Domains       []string // domains mined candidates may be in; empty: learned from the backend
+	MinHosts      int      // distinct hosts that make an address a candidate
+	Auto          string   // "suggest", "promote" or "off"
+	Follow        []string // log files to follow for "User unknown" rejections
+	RejectPattern string   // regexp with named groups client and addr
+}
+
+// DefaultRejectPattern matches Postfix's "User unknown" rejections, e.g.
+//
+//	NOQUEUE: reject: RCPT from x[192.0.2.1]: 550 5.1.1 <a@example.org>: Recipient address rejected: User unknown in virtual mailbox table;
+const DefaultRejectPattern = `reject: RCPT from [^\[\]]*\[(?P<client>[0-9A-Fa-f:.]+)\](?::\d+)?: 5\d\d 5\.1\.1 <(?P<addr>[^<>\s]+)>: Recipient address rejected: User unknown`
+
+// Bait is the [bait] table: the page that publishes bait addresses.
+type Bait struct {
+	Listen         string // host:port of the bait HTTP server; "": off
+	Domain         string // domain of minted addresses
+	SecretFile     string // HMAC key; default data_dir/bait.key
+	Count          int    // addresses per page view
+	TrustedProxies []netip.Prefix
 }
 
 // TLS is the [tls] table.
@@ -89,7 +122,9 @@ type Limits struct {
 
 // Admin is the [admin] table.
 type Admin struct {
-	Socket string // default: data_dir/moat.sock
+	Socket    string // default: data_dir/moat.sock
+	Listen    string // host:port of the TCP admin listener; "": off
+	TokenFile string // bearer token for Listen; required when Listen is set
 }
 
 // Log is the [log] table.
@@ -133,7 +168,11 @@ func Default() *Config {
 			DataTimeout:    10 * time.Minute,
 			BackendTimeout: 5 * time.Minute,
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Traps:      Traps{MinHosts: 3, Auto: "suggest", RejectPattern: DefaultRejectPattern},
+		Bait:       Bait{Count: 3},
+		Log:        Log{Level: "info", Format: "json"},
+		Reputation: defaultReputation(),
+		Redis:      Redis{Prefix: "moat:", Timeout: time.Second, CacheTTL: 2 * time.Second, StaleTTL: 10 * time.Minute},
 	}
 }
 
@@ -174,8 +213,20 @@ type file struct {
 		IdleTimeout *string `toml:"idle_timeout"`
 	} `toml:"tarpit"`
 	Traps *struct {
-		Addresses *[]string `toml:"addresses"`
+		Addresses     *[]string `toml:"addresses"`
+		Domains       *[]string `toml:"domains"`
+		MinHosts      *int      `toml:"min_hosts"`
+		Auto          *string   `toml:"auto"`
+		Follow        *[]string `toml:"follow"`
+		RejectPattern *string   `toml:"reject_pattern"`
 	} `toml:"traps"`
+	Bait *struct {
+		Listen         *string   `toml:"listen"`
+		Domain         *string   `toml:"domain"`
+		SecretFile     *string   `toml:"secret_file"`
+		Count          *int      `toml:"count"`
+		TrustedProxies *[]string `toml:"trusted_proxies"`
+	} `toml:"bait"`
 	TLS *struct {
 		Cert *string `toml:"cert"`
 		Key  *string `toml:"key"`
@@ -192,12 +243,21 @@ type file struct {
 		BackendTimeout *string `toml:"backend_timeout"`
 	} `toml:"limits"`
 	Admin *struct {
-		Socket *string `toml:"socket"`
+		Socket    *string `toml:"socket"`
+		Listen    *string `toml:"listen"`
+		TokenFile *string `toml:"token_file"`
 	} `toml:"admin"`
 	Log *struct {
 		Level  *string `toml:"level"`
 		Format *string `toml:"format"`
 	} `toml:"log"`
+	Redis *struct {
+		Prefix   *string `toml:"prefix"`
+		Timeout  *string `toml:"timeout"`
+		CacheTTL *string `toml:"cache_ttl"`
+		StaleTTL *string `toml:"stale_ttl"`
+	} `toml:"redis"`
+	Reputation *reputationFile `toml:"reputation"`
 }
 
 // Load reads and validates the file at path. An empty path gives the
@@ -256,6 +316,20 @@ func Parse(text []byte) (*Config, error) {
 	if t := f.Traps; t != nil && t.Addresses != nil {
 		c.Traps.Addresses = *t.Addresses
 	}
+	if t := f.Traps; t != nil {
+		p.strs(&c.Traps.Domains, t.Domains)
+		p.int(&c.Traps.MinHosts, t.MinHosts)
+		p.str(&c.Traps.Auto, t.Auto)
+		p.strs(&c.Traps.Follow, t.Follow)
+		p.str(&c.Traps.RejectPattern, t.RejectPattern)
+	}
+	if b := f.Bait; b != nil {
+		p.str(&c.Bait.Listen, b.Listen)
+		p.str(&c.Bait.Domain, b.Domain)
+		p.str(&c.Bait.SecretFile, b.SecretFile)
+		p.int(&c.Bait.Count, b.Count)
+		p.cidrs(&c.Bait.TrustedProxies, "bait.trusted_proxies", b.TrustedProxies)
+	}
 	if t := f.TLS; t != nil {
 		p.str(&c.TLS.Cert, t.Cert)
 		p.str(&c.TLS.Key, t.Key)
@@ -273,11 +347,20 @@ func Parse(text []byte) (*Config, error) {
 	}
 	if a := f.Admin; a != nil {
 		p.str(&c.Admin.Socket, a.Socket)
+		p.str(&c.Admin.Listen, a.Listen)
+		p.str(&c.Admin.TokenFile, a.TokenFile)
 	}
 	if l := f.Log; l != nil {
 		p.str(&c.Log.Level, l.Level)
 		p.str(&c.Log.Format, l.Format)
 	}
+	if r := f.Redis; r != nil {
+		p.str(&c.Redis.Prefix, r.Prefix)
+		p.dur(&c.Redis.Timeout, "redis.timeout", r.Timeout)
+		p.dur(&c.Redis.CacheTTL, "redis.cache_ttl", r.CacheTTL)
+		p.dur(&c.Redis.StaleTTL, "redis.stale_ttl", r.StaleTTL)
+	}
+	p.reputation(&c.Reputation, f.Reputation)
 	if p.err != nil {
 		return nil, p.err
 	}
@@ -300,7 +383,10 @@ func decodeError(err error) error {
 		key := strings.Join(de.Key(), ".")
 		msg := de.Error()
 		if m := typeErr.FindStringSubmatch(msg); m != nil {
-			msg = "a TOML " + m[1] + " where " + kindOf(m[2]) + " is expected (durations are quoted strings like \"5m\")"
+			msg = "a TOML " + m[1] + " where " + kindOf(m[2]) + " is expected"
+			if m[1] == "integer" && kindOf(m[2]) == "a string" {
+				msg += " (durations are quoted strings like \"5m\")"
+			}
 		}
 		if key != "" {
 			return fmt.Errorf("config: %s (line %d, column %d): %s", key, row, col, msg)
@@ -328,6 +414,12 @@ func kindOf(goType string) string {
 type parser struct{ err error }
 
 func (p *parser) str(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func (p *parser) strs(dst *[]string, v *[]string) {
 	if v != nil {
 		*dst = *v
 	}
@@ -387,6 +479,9 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 			return netip.Prefix{}, err
 		}
 		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("%s: an IPv4-mapped prefix shorter than /96 names no IPv4 network", s)
+			}
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p.Masked(), nil
@@ -407,6 +502,9 @@ func ParseDuration(s string) (time.Duration, error) {
 		n, err := strconv.ParseFloat(strings.TrimSuffix(s, "d"), 64)
 		if err != nil {
 			return 0, err
+		}
+		if math.IsNaN(n) || math.IsInf(n, 0) || math.Abs(n) > float64(math.MaxInt64)/float64(24*time.Hour) {
+			return 0, fmt.Errorf("%s: out of range", s)
 		}
 		return time.Duration(n * float64(24*time.Hour)), nil
 	}
@@ -434,9 +532,16 @@ func (c *Config) validate() error {
 	switch {
 	case c.Store == "", c.Store == "bolt", strings.HasPrefix(c.Store, "redis://"),
 		strings.HasPrefix(c.Store, "rediss://"), strings.HasPrefix(c.Store, "redis-sentinel://"),
-		strings.HasPrefix(c.Store, "redis-cluster://"):
+		strings.HasPrefix(c.Store, "rediss-sentinel://"), strings.HasPrefix(c.Store, "redis-cluster://"),
+		strings.HasPrefix(c.Store, "rediss-cluster://"):
 	default:
-		return fmt.Errorf("config: store: %q: want \"bolt\" (default) or a redis:// or rediss:// URL", c.Store)
+		return fmt.Errorf("config: store: %q: want \"bolt\" (default) or a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL (see docs/redis.md)", c.Store)
+	}
+	if err := c.Redis.validate(); err != nil {
+		return err
+	}
+	if err := c.Reputation.validate(); err != nil {
+		return err
 	}
 	g := c.Greylist
 	if g.MinRetry >= g.RetryWindow {
@@ -500,6 +605,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config: %s: must be positive", kv.key)
 		}
 	}
+	if err := c.Admin.validate(); err != nil {
+		return err
+	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return fmt.Errorf("config: tls.cert and tls.key must be set together (or neither, to not offer STARTTLS)")
 	}
@@ -518,6 +626,77 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config: traps.addresses[%d]: %q: want a full address, e.g. \"trap@example.org\"", i, a)
 		}
 	}
+	return c.validateMining()
+}
+
+// validateMining checks the trap mining and bait keys.
+func (c *Config) validateMining() error {
+	t := c.Traps
+	for i, d := range t.Domains {
+		if d == "" || strings.ContainsAny(d, "@ \t\r\n[]<>") {
+			return fmt.Errorf("config: traps.domains[%d]: %q: want a domain, e.g. \"example.org\"", i, d)
+		}
+	}
+	if t.MinHosts < 1 || t.MinHosts > 16 {
+		return fmt.Errorf("config: traps.min_hosts: %d: want 1..16 (default 3)", t.MinHosts)
+	}
+	switch t.Auto {
+	case "suggest", "promote", "off":
+	default:
+		return fmt.Errorf("config: traps.auto: %q: want \"suggest\" (default), \"promote\" or \"off\"", t.Auto)
+	}
+	for i, f := range t.Follow {
+		if f == "" {
+			return fmt.Errorf("config: traps.follow[%d]: empty path: want a log file, e.g. \"/var/log/mail.log\"", i)
+		}
+	}
+	re, err := regexp.Compile(t.RejectPattern)
+	if err != nil {
+		return fmt.Errorf("config: traps.reject_pattern: not a regular expression: %v", err)
+	}
+	if re.SubexpIndex("client") < 0 || re.SubexpIndex("addr") < 0 {
+		return fmt.Errorf("config: traps.reject_pattern: needs the named groups (?P<client>…) for the client's IP address and (?P<addr>…) for the recipient")
+	}
+	b := c.Bait
+	if b.Listen != "" {
+		if _, _, err := net.SplitHostPort(b.Listen); err != nil {
+			return fmt.Errorf("config: bait.listen: %q: want host:port, e.g. \"127.0.0.1:8025\"", b.Listen)
+		}
+		if b.Domain == "" {
+			return fmt.Errorf("config: bait.domain: must be set when bait.listen is: the domain of the bait addresses, e.g. \"example.org\"")
+		}
+	}
+	if b.Domain != "" && (strings.ContainsAny(b.Domain, "@ \t\r\n[]<>") || strings.HasPrefix(b.Domain, ".")) {
+		return fmt.Errorf("config: bait.domain: %q: want a domain, e.g. \"example.org\"", b.Domain)
+	}
+	if b.Count < 1 || b.Count > 20 {
+		return fmt.Errorf("config: bait.count: %d: want 1..20 (default 3)", b.Count)
+	}
+	return nil
+}
+
+// BaitKeyFile is the path of the bait HMAC key.
+func (c *Config) BaitKeyFile() string {
+	if c.Bait.SecretFile != "" {
+		return c.Bait.SecretFile
+	}
+	return strings.TrimSuffix(c.DataDir, "/") + "/bait.key"
+}
+
+// validate checks the TCP admin listener: it is never open without a token.
+func (a Admin) validate() error {
+	if a.Listen == "" {
+		if a.TokenFile != "" {
+			return fmt.Errorf("config: admin.token_file is set but admin.listen is not: set admin.listen to open the TCP admin listener, or remove admin.token_file")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+		return fmt.Errorf("config: admin.listen: %q: want host:port, e.g. \"127.0.0.1:8026\"", a.Listen)
+	}
+	if a.TokenFile == "" {
+		return fmt.Errorf("config: admin.token_file: must be set when admin.listen is: a file holding the bearer token every request must carry (e.g. \"openssl rand -hex 32 > /etc/moat/admin.token\")")
+	}
 	return nil
 }
 
@@ -527,4 +706,20 @@ func (c *Config) AdminSocket() string {
 		return c.Admin.Socket
 	}
 	return strings.TrimSuffix(c.DataDir, "/") + "/moat.sock"
+}
+
+func (r Redis) validate() error {
+	if r.Prefix == "" || strings.ContainsAny(r.Prefix, " \t\r\n*?[]\\") {
+		return fmt.Errorf("config: redis.prefix: %q: want a key prefix without spaces or glob characters, e.g. \"moat:\" (default)", r.Prefix)
+	}
+	if r.Timeout <= 0 || r.Timeout > time.Minute {
+		return fmt.Errorf("config: redis.timeout: %s: want between \"1ms\" and \"1m\" (default \"1s\")", r.Timeout)
+	}
+	if r.CacheTTL <= 0 || r.CacheTTL > time.Minute {
+		return fmt.Errorf("config: redis.cache_ttl: %s: want between \"1ms\" and \"1m\" (default \"2s\"): a change made on another MX host may take this long to show here", r.CacheTTL)
+	}
+	if r.StaleTTL < r.CacheTTL {
+		return fmt.Errorf("config: redis.stale_ttl (%s) must be at least redis.cache_ttl (%s) (default \"10m\")", r.StaleTTL, r.CacheTTL)
+	}
+	return nil
 }

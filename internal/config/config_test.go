@@ -41,6 +41,18 @@ idle_timeout = "90s"
 
 [traps]
 addresses = ["trap@example.org", "spam@example.net"]
+domains = ["example.org", "example.net"]
+min_hosts = 5
+auto = "promote"
+follow = ["/var/log/mail.log"]
+reject_pattern = 'from \[(?P<client>[^]]+)\].*<(?P<addr>[^>]+)>: User unknown'
+
+[bait]
+listen = "127.0.0.1:8025"
+domain = "bait.example.org"
+secret_file = "/etc/moat/bait.key"
+count = 5
+trusted_proxies = ["127.0.0.1", "::1"]
 
 [tls]
 cert = "/etc/moat/cert.pem"
@@ -63,6 +75,12 @@ socket = "/run/moat/admin.sock"
 [log]
 level = "debug"
 format = "text"
+
+[redis]
+prefix = "mx:"
+timeout = "2s"
+cache_ttl = "5s"
+stale_ttl = "1h"
 `
 
 func pfx(s ...string) []netip.Prefix {
@@ -116,6 +134,16 @@ func TestLoadDefaults(t *testing.T) {
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "json"},
 		{"admin socket", c.AdminSocket(), "./moat-data/moat.sock"},
+		{"traps.min_hosts", c.Traps.MinHosts, 3},
+		{"traps.auto", c.Traps.Auto, "suggest"},
+		{"traps.reject_pattern", c.Traps.RejectPattern, DefaultRejectPattern},
+		{"bait.listen", c.Bait.Listen, ""},
+		{"bait.count", c.Bait.Count, 3},
+		{"bait key file", c.BaitKeyFile(), "./moat-data/bait.key"},
+		{"redis.prefix", c.Redis.Prefix, "moat:"},
+		{"redis.timeout", c.Redis.Timeout, time.Second},
+		{"redis.cache_ttl", c.Redis.CacheTTL, 2 * time.Second},
+		{"redis.stale_ttl", c.Redis.StaleTTL, 10 * time.Minute},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {
@@ -125,7 +153,8 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Hostname == "" {
 		t.Error("default hostname is empty")
 	}
-	if len(c.Whitelist)+len(c.Blacklist)+len(c.TrustedProxies)+len(c.Traps.Addresses) != 0 {
+	if len(c.Whitelist)+len(c.Blacklist)+len(c.TrustedProxies)+len(c.Traps.Addresses)+
+		len(c.Traps.Domains)+len(c.Traps.Follow)+len(c.Bait.TrustedProxies) != 0 {
 		t.Error("default lists are not empty")
 	}
 	if c.TLS.Cert != "" || c.TLS.Key != "" {
@@ -201,8 +230,22 @@ func TestParseSample(t *testing.T) {
 			MaxDuration: time.Hour,
 			IdleTimeout: 90 * time.Second,
 		},
-		Traps: Traps{Addresses: []string{"trap@example.org", "spam@example.net"}},
-		TLS:   TLS{Cert: "/etc/moat/cert.pem", Key: "/etc/moat/key.pem"},
+		Traps: Traps{
+			Addresses:     []string{"trap@example.org", "spam@example.net"},
+			Domains:       []string{"example.org", "example.net"},
+			MinHosts:      5,
+			Auto:          "promote",
+			Follow:        []string{"/var/log/mail.log"},
+			RejectPattern: `from \[(?P<client>[^]]+)\].*<(?P<addr>[^>]+)>: User unknown`,
+		},
+		Bait: Bait{
+			Listen:         "127.0.0.1:8025",
+			Domain:         "bait.example.org",
+			SecretFile:     "/etc/moat/bait.key",
+			Count:          5,
+			TrustedProxies: pfx("127.0.0.1/32", "::1/128"),
+		},
+		TLS: TLS{Cert: "/etc/moat/cert.pem", Key: "/etc/moat/key.pem"},
 		Limits: Limits{
 			MaxConns:       2000,
 			MaxConnsPerIP:  20,
@@ -216,6 +259,9 @@ func TestParseSample(t *testing.T) {
 		},
 		Admin: Admin{Socket: "/run/moat/admin.sock"},
 		Log:   Log{Level: "debug", Format: "text"},
+		Redis: Redis{Prefix: "mx:", Timeout: 2 * time.Second, CacheTTL: 5 * time.Second, StaleTTL: time.Hour},
+		// [reputation] has tests of its own; the sample leaves it at its defaults.
+		Reputation: Default().Reputation,
 	}
 	if !reflect.DeepEqual(c, want) {
 		gv, wv := reflect.ValueOf(*c), reflect.ValueOf(*want)
@@ -227,6 +273,9 @@ func TestParseSample(t *testing.T) {
 	}
 	if got := c.AdminSocket(); got != "/run/moat/admin.sock" {
 		t.Errorf("AdminSocket() = %q, want the configured socket", got)
+	}
+	if got := c.BaitKeyFile(); got != "/etc/moat/bait.key" {
+		t.Errorf("BaitKeyFile() = %q, want the configured file", got)
 	}
 }
 
@@ -290,6 +339,27 @@ func TestParseErrors(t *testing.T) {
 		{"data_timeout zero", "[limits]\ndata_timeout = \"0s\"", []string{"limits.data_timeout"}},
 		{"trap without domain", "[traps]\naddresses = [\"trap\"]", []string{"traps.addresses[0]", `"trap"`}},
 		{"TOML syntax", "listen = ", []string{"line 1"}},
+		{"traps domain with @", "[traps]\ndomains = [\"@example.org\"]", []string{"traps.domains[0]", `"@example.org"`}},
+		{"traps min_hosts zero", "[traps]\nmin_hosts = 0", []string{"traps.min_hosts", "0"}},
+		{"traps min_hosts too many", "[traps]\nmin_hosts = 17", []string{"traps.min_hosts", "17"}},
+		{"traps auto", "[traps]\nauto = \"maybe\"", []string{"traps.auto", `"maybe"`}},
+		{"traps follow empty", "[traps]\nfollow = [\"\"]", []string{"traps.follow[0]"}},
+		{"traps follow not a list", "[traps]\nfollow = \"/var/log/mail.log\"", []string{"traps.follow", "list"}},
+		{"traps reject_pattern syntax", "[traps]\nreject_pattern = \"(\"", []string{"traps.reject_pattern", "regular expression"}},
+		{"traps reject_pattern groups", "[traps]\nreject_pattern = \"(?P<client>x) (?P<rcpt>y)\"", []string{"traps.reject_pattern", "addr"}},
+		{"bait listen", "[bait]\nlisten = \"8025\"\ndomain = \"example.org\"", []string{"bait.listen", `"8025"`}},
+		{"bait listen without domain", "[bait]\nlisten = \"127.0.0.1:8025\"", []string{"bait.domain", "bait.listen"}},
+		{"bait domain", "[bait]\ndomain = \".example.org\"", []string{"bait.domain", `".example.org"`}},
+		{"bait count zero", "[bait]\ncount = 0", []string{"bait.count", "0"}},
+		{"bait count too many", "[bait]\ncount = 21", []string{"bait.count", "21"}},
+		{"bait trusted_proxies", "[bait]\ntrusted_proxies = [\"proxy\"]", []string{"bait.trusted_proxies[0]", `"proxy"`}},
+		{"bait unknown key", "[bait]\nport = 80", []string{"unknown key", "bait.port"}},
+		{"redis prefix empty", "[redis]\nprefix = \"\"", []string{"redis.prefix"}},
+		{"redis prefix glob", "[redis]\nprefix = \"moat*\"", []string{"redis.prefix", `"moat*"`}},
+		{"redis timeout", "[redis]\ntimeout = \"5x\"", []string{"redis.timeout", `"5x"`, "not a duration"}},
+		{"redis timeout too long", "[redis]\ntimeout = \"2m\"", []string{"redis.timeout"}},
+		{"redis cache_ttl zero", "[redis]\ncache_ttl = \"0s\"", []string{"redis.cache_ttl"}},
+		{"redis stale below cache", "[redis]\ncache_ttl = \"30s\"\nstale_ttl = \"10s\"", []string{"redis.stale_ttl", "redis.cache_ttl"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -310,7 +380,8 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseAcceptsStores(t *testing.T) {
-	for _, s := range []string{"", "bolt", "redis://127.0.0.1:6379/0", "rediss://cache.example.org:6380"} {
+	for _, s := range []string{"", "bolt", "redis://127.0.0.1:6379/0", "rediss://cache.example.org:6380",
+		"redis-sentinel://127.0.0.1:26379/mymaster", "redis-cluster://127.0.0.1:7000"} {
 		c, err := Parse([]byte(`store = "` + s + `"`))
 		if err != nil {
 			t.Errorf("store %q: %v", s, err)
@@ -405,6 +476,23 @@ func TestParsePrefixMappedShortPrefixIsError(t *testing.T) {
 	}
 }
 
+func TestBaitKeyFile(t *testing.T) {
+	tests := []struct {
+		dataDir, file, want string
+	}{
+		{"./moat-data", "", "./moat-data/bait.key"},
+		{"/var/lib/moat/", "", "/var/lib/moat/bait.key"},
+		{"/var/lib/moat", "/etc/moat/bait.key", "/etc/moat/bait.key"},
+	}
+	for _, tt := range tests {
+		c := Default()
+		c.DataDir, c.Bait.SecretFile = tt.dataDir, tt.file
+		if got := c.BaitKeyFile(); got != tt.want {
+			t.Errorf("data_dir %q secret_file %q: BaitKeyFile() = %q, want %q", tt.dataDir, tt.file, got, tt.want)
+		}
+	}
+}
+
 func TestAdminSocket(t *testing.T) {
 	tests := []struct {
 		dataDir, socket, want string
@@ -418,6 +506,26 @@ func TestAdminSocket(t *testing.T) {
 		c.DataDir, c.Admin.Socket = tt.dataDir, tt.socket
 		if got := c.AdminSocket(); got != tt.want {
 			t.Errorf("data_dir %q socket %q: AdminSocket() = %q, want %q", tt.dataDir, tt.socket, got, tt.want)
+		}
+	}
+}
+
+// TestTypeErrorHintOnlyForDurations: the hint "durations are quoted
+// strings" helps when an integer is written for a duration, but today it
+// is appended to every type error, so `ipv4_prefix = "24"` or a string for
+// whitelist tells the operator about durations, which misleads.
+func TestTypeErrorHintOnlyForDurations(t *testing.T) {
+	for _, text := range []string{
+		"[greylist]\nipv4_prefix = \"24\"",
+		"[limits]\nmax_rcpts = \"100\"",
+		`whitelist = "192.0.2.1"`,
+	} {
+		_, err := Parse([]byte(text))
+		if err == nil {
+			t.Fatalf("Parse(%q) succeeded", text)
+		}
+		if strings.Contains(err.Error(), "durations") {
+			t.Errorf("Parse(%q): %q speaks of durations for a key that is not one", text, err)
 		}
 	}
 }

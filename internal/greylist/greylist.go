@@ -94,7 +94,11 @@ func (g *Greylist) Triplet(client netip.Addr, sender, rcpt string) store.Triplet
 
 // Check records one delivery attempt and says whether it passes.
 func (g *Greylist) Check(client netip.Addr, sender, rcpt string) (Result, error) {
-	t := g.Triplet(client, sender, rcpt)
+	return g.check(g.Triplet(client, sender, rcpt))
+}
+
+// check records one delivery attempt of triplet t.
+func (g *Greylist) check(t store.Triplet) (Result, error) {
 	now := g.clock.Now()
 	a, ok, err := g.st.Triplet(t)
 	if err != nil {

@@ -16,8 +16,12 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -121,6 +125,14 @@ type Store interface {
 	Triplet(t Triplet) (Attempt, bool, error)
 	// PutTriplet stores a for t.
 	PutTriplet(t Triplet, a Attempt) error
+	// Triplets calls fn for every unexpired triplet until fn returns
+	// false, in no particular order. Stores keep a triplet under its ID
+	// only, never its addresses, so that is what fn gets: enough for
+	// export and import (PutTripletID), not for reading. fn may call the
+	// store.
+	Triplets(fn func(TripletID, Attempt) bool) error
+	// PutTripletID stores a under id, as PutTriplet does under t.ID().
+	PutTripletID(id TripletID, a Attempt) error
 
 	// Traps returns the trap addresses stored at run time (the config's
 	// traps are not stored), sorted.
@@ -141,6 +153,10 @@ type Store interface {
 	Put(kind, key string, val []byte, expires time.Time) error
 	Delete(kind, key string) error
 	Scan(kind string, fn func(key string, val []byte) bool) error
+	// Records calls fn for every unexpired record of every kind, with its
+	// expiry (zero: never), until fn returns false. It is for export; fn
+	// may call the store.
+	Records(fn func(kind, key string, val []byte, expires time.Time) bool) error
 
 	// Flush returns when every write made before it was called is durable.
 	Flush(ctx context.Context) error
@@ -148,9 +164,100 @@ type Store interface {
 	Close() error
 }
 
+// TripletID is a triplet's identity in a store: the first 16 bytes of the
+// SHA-256 of its fields, with Net in the one spelling NormPrefix gives. A
+// fixed-size key keeps an entry small whatever the length of the
+// addresses; a cryptographic hash keeps it the same across restarts,
+// machines and stores (an export from one store imports into another), and
+// keeps addresses out of the store. Two triplets colliding would only let a
+// sender skip one greylist retry.
+type TripletID [16]byte
+
+// ID returns t's TripletID.
+func (t Triplet) ID() TripletID {
+	p := NormPrefix(t.Net)
+	var buf [192]byte
+	b := buf[:0]
+	a := p.Addr().As16()
+	b = append(b, a[:]...)
+	fam := byte(0)
+	switch {
+	case p.Addr().Is4():
+		fam = 4
+	case p.Addr().Is6():
+		fam = 6
+	}
+	b = append(b, fam, byte(p.Bits()))
+	// The sender's length keeps <ab> <c> apart from <a> <bc>.
+	b = binary.BigEndian.AppendUint32(b, uint32(len(t.Sender)))
+	b = append(b, t.Sender...)
+	b = append(b, t.Rcpt...)
+	sum := sha256.Sum256(b)
+	var id TripletID
+	copy(id[:], sum[:16])
+	return id
+}
+
+// String returns id in hex.
+func (id TripletID) String() string { return hex.EncodeToString(id[:]) }
+
+// ParseTripletID reads the hex form String writes.
+func ParseTripletID(s string) (TripletID, error) {
+	var id TripletID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("store: triplet id %q: want %d hex digits", s, 2*len(id))
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// NormPrefix gives every prefix one spelling: host bits cleared, no zone,
+// and IPv4-mapped IPv6 prefixes turned into IPv4 ones, so that
+// ::ffff:192.0.2.1/128 and 192.0.2.1/32 are the same host. An invalid
+// prefix is returned as it is.
+func NormPrefix(p netip.Prefix) netip.Prefix {
+	if !p.IsValid() {
+		return p
+	}
+	a, bits := p.Addr().WithZone(""), p.Bits()
+	if a.Is4In6() && bits >= 96 {
+		a, bits = a.Unmap(), bits-96
+	}
+	return netip.PrefixFrom(a, bits).Masked()
+}
+
 // HostPrefix returns the single-address prefix of addr (/32 or /128),
 // with IPv4-mapped IPv6 addresses unmapped first.
 func HostPrefix(addr netip.Addr) netip.Prefix {
 	addr = addr.Unmap()
 	return netip.PrefixFrom(addr, addr.BitLen())
+}
+
+var (
+	minTime = time.Unix(0, math.MinInt64+1)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// UnixNanos is how both stores encode times: the zero time is 0, and times
+// outside int64 nanoseconds (years before 1678 or after 2262) are clamped
+// instead of overflowing.
+func UnixNanos(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Before(minTime):
+		return math.MinInt64 + 1
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// FromUnixNanos undoes UnixNanos.
+func FromUnixNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }

@@ -43,6 +43,7 @@ type Set struct {
 	static map[string]bool
 	mu     sync.Mutex // serialises reloads and changes
 	cur    atomic.Pointer[map[string]Source]
+	bait   atomic.Pointer[Bait] // minted bait addresses are traps too; nil: no bait key
 }
 
 // New builds the set from the configured addresses and the store.
@@ -87,8 +88,28 @@ func (s *Set) Is(addr string) bool {
 	if m == nil {
 		return false
 	}
-	_, ok := (*m)[addr]
-	return ok
+	if _, ok := (*m)[addr]; ok {
+		return true
+	}
+	b := s.bait.Load()
+	return b != nil && b.IsBait(addr)
+}
+
+// SetBait makes every address minted with b a trap.
+func (s *Set) SetBait(b *Bait) { s.bait.Store(b) }
+
+// Bait returns the bait set with SetBait, or nil.
+func (s *Set) Bait() *Bait { return s.bait.Load() }
+
+// Harvested returns who harvested addr (normalised) when it is a minted
+// bait address.
+func (s *Set) Harvested(addr string) (Harvest, bool) {
+	b := s.bait.Load()
+	if b == nil || !strings.HasPrefix(addr, BaitPrefix) {
+		return Harvest{}, false
+	}
+	h, err := b.Decode(addr)
+	return h, err == nil
 }
 
 // Add adds a trap address at run time and makes it durable.

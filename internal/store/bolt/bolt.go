@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -166,8 +167,11 @@ func invalidFile(path string, cause error) error {
 
 // openDB opens the bbolt file. bbolt panics on some damaged files instead of
 // returning an error; the recover turns that into the same advice as any
-// other damage.
+// other damage. A truncated file is worse: bbolt reads pages past its end
+// through the mmap, which is a SIGBUS, a fatal error that recover cannot
+// see unless SetPanicOnFault makes it a panic (that is what it is for).
 func openDB(path string) (db *bbolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			db, err = nil, invalidFile(path, fmt.Errorf("%v", r))
@@ -202,6 +206,7 @@ func closeQuietly(db *bbolt.DB) {
 // reads every entry into memory. Entries already expired are left out and
 // marked dirty, so the first commit deletes them from disk.
 func (s *Store) load() (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a truncated file: see openDB
 	defer func() {
 		if r := recover(); r != nil {
 			err = invalidFile(s.path, fmt.Errorf("%v", r))
@@ -514,7 +519,12 @@ func (s *Store) Triplet(t store.Triplet) (store.Attempt, bool, error) {
 
 // PutTriplet stores a for t.
 func (s *Store) PutTriplet(t store.Triplet, a store.Attempt) error {
-	k := tripletKey(t)
+	return s.PutTripletID(t.ID(), a)
+}
+
+// PutTripletID stores a under id (import).
+func (s *Store) PutTripletID(id store.TripletID, a store.Attempt) error {
+	k := tkey(id)
 	v := tval{
 		first:   toNanos(a.First),
 		last:    toNanos(a.Last),

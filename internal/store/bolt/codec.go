@@ -1,10 +1,8 @@
 package bolt
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"math"
 	"net/netip"
 	"time"
 
@@ -60,29 +58,9 @@ type tval struct {
 	count                uint32
 }
 
-func tripletKey(t store.Triplet) tkey {
-	p := normPrefix(t.Net)
-	var buf [192]byte
-	b := buf[:0]
-	a := p.Addr().As16()
-	b = append(b, a[:]...)
-	fam := byte(0)
-	switch {
-	case p.Addr().Is4():
-		fam = 4
-	case p.Addr().Is6():
-		fam = 6
-	}
-	b = append(b, fam, byte(p.Bits()))
-	// The sender's length keeps <ab> <c> apart from <a> <bc>.
-	b = binary.BigEndian.AppendUint32(b, uint32(len(t.Sender)))
-	b = append(b, t.Sender...)
-	b = append(b, t.Rcpt...)
-	sum := sha256.Sum256(b)
-	var k tkey
-	copy(k[:], sum[:16])
-	return k
-}
+// tripletKey is store.Triplet.ID: the same key in every store, so an
+// export from one imports into another.
+func tripletKey(t store.Triplet) tkey { return tkey(t.ID()) }
 
 // normPrefix gives every prefix one spelling: host bits cleared, no zone,
 // and IPv4-mapped IPv6 prefixes turned into IPv4 ones, so that
@@ -98,31 +76,10 @@ func normPrefix(p netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(a, bits).Masked()
 }
 
-var (
-	minTime = time.Unix(0, math.MinInt64+1)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
+// toNanos and fromNanos are the shared time encoding of both stores.
+func toNanos(t time.Time) int64 { return store.UnixNanos(t) }
 
-// toNanos maps the zero time to 0 and clamps times outside int64
-// nanoseconds (years before 1678 or after 2262) instead of overflowing.
-func toNanos(t time.Time) int64 {
-	switch {
-	case t.IsZero():
-		return 0
-	case t.Before(minTime):
-		return math.MinInt64 + 1
-	case t.After(maxTime):
-		return math.MaxInt64
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
-}
+func fromNanos(n int64) time.Time { return store.FromUnixNanos(n) }
 
 // live reports whether an entry with the given expiry is visible at now.
 func live(expires, now int64) bool { return expires == 0 || expires > now }

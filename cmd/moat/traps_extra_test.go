@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"moat/internal/traps"
+)
+
+// moat runs the command line with args against the configuration at cfg
+// and returns what it printed.
+func moat(t *testing.T, cfg string, args ...string) (string, error) {
+	t.Helper()
+	root := rootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(append([]string{"-c", cfg}, args...))
+	err := root.Execute()
+	return out.String(), err
+}
+
+// TestTrapsCommandsWithoutDaemon: with moat stopped, "traps mine" records
+// a log's rejections in the store, "traps candidates" lists what
+// qualifies, and "traps decode" names the harvester of a bait address.
+func TestTrapsCommandsWithoutDaemon(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "moat.toml")
+	os.WriteFile(cfg, []byte(`data_dir = "`+filepath.Join(dir, "data")+`"
+[bait]
+domain = "example.org"
+`), 0o600)
+
+	out, err := moat(t, cfg, "traps", "mine", filepath.Join("..", "..", "internal", "traps", "testdata", "postfix-mail.log"))
+	if err != nil {
+		t.Fatalf("traps mine: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "7 rejections recorded, 1 candidates now") {
+		t.Errorf("traps mine said %q", out)
+	}
+	out, err = moat(t, cfg, "traps", "candidates", "--json")
+	if err != nil {
+		t.Fatalf("traps candidates: %v\n%s", err, out)
+	}
+	var cs []traps.Evidence
+	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) != 1 || cs[0].Addr != "sales2@example.org" {
+		t.Fatalf("candidates = %s (%v)", out, err)
+	}
+
+	// The key was made at the first start; mint with it as the page would.
+	key, err := os.ReadFile(filepath.Join(dir, "data", "bait.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := traps.NewBait(key, "example.org")
+	a := b.Mint(netip.MustParseAddr("192.0.2.31"), time.Date(2026, 3, 3, 6, 25, 0, 0, time.UTC))
+	out, err = moat(t, cfg, "traps", "decode", a)
+	if err != nil || !strings.Contains(out, "harvested by 192.0.2.31 at ") {
+		t.Fatalf("traps decode: %q, %v", out, err)
+	}
+	if _, err := moat(t, cfg, "traps", "decode", "sales@example.org"); err == nil || !strings.Contains(err.Error(), "not a bait address") {
+		t.Errorf("decode of a plain address: %v", err)
+	}
+	out, err = moat(t, cfg, "traps", "bait-snippet", "--url", "https://www.example.org/team/")
+	if err != nil || !strings.Contains(out, `href="https://www.example.org/team/"`) {
+		t.Errorf("bait-snippet: %q, %v", out, err)
+	}
+}

@@ -1,0 +1,124 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// ownPage names the tables documented on a page of their own rather than
+// in docs/config.md.
+var ownPage = map[string]string{
+	"reputation": "../../docs/reputation.md",
+}
+
+// readDoc returns a documentation page, failing the test if it is missing.
+func readDoc(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("documentation page missing: %v", err)
+	}
+	return string(b)
+}
+
+// tomlKeys lists the dotted keys of the file layout, from its toml tags.
+func tomlKeys(typ reflect.Type, prefix string) []string {
+	var keys []string
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		key := prefix + strings.Split(f.Tag.Get("toml"), ",")[0]
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct {
+			keys = append(keys, tomlKeys(ft, key+".")...)
+			continue
+		}
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+// TestDocNamesEveryKey checks that the documentation names every key the
+// parser knows, so a new key cannot ship undocumented.
+func TestDocNamesEveryKey(t *testing.T) {
+	pages := map[string]string{}
+	keys := tomlKeys(reflect.TypeOf(file{}), "")
+	if len(keys) < 40 {
+		t.Fatalf("found only %d keys: the walk over the file layout is broken", len(keys))
+	}
+	for _, k := range keys {
+		path := "../../docs/config.md"
+		name := k
+		if table, rest, ok := strings.Cut(k, "."); ok && ownPage[table] != "" {
+			path, name = ownPage[table], rest
+		}
+		doc, ok := pages[path]
+		if !ok {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Errorf("documentation page missing for `%s`: %v", k, err)
+			}
+			doc = string(b)
+			pages[path] = doc
+		}
+		if doc == "" {
+			continue
+		}
+		if !strings.Contains(doc, "`"+k+"`") && !strings.Contains(doc, "`"+name+"`") {
+			t.Errorf("%s has no entry for `%s`", strings.TrimPrefix(path, "../../"), k)
+		}
+	}
+}
+
+// emptyToNil sets every empty slice reachable from v to nil, so a list
+// written as [] compares equal to a default that is nil.
+func emptyToNil(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			emptyToNil(v.Elem())
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Field(i).CanSet() {
+				emptyToNil(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if v.Len() == 0 && !v.IsNil() {
+			v.Set(reflect.Zero(v.Type()))
+		}
+	}
+}
+
+// TestDocExample checks that the example in docs/config.md loads and holds
+// the defaults, apart from the values its comments say differ.
+func TestDocExample(t *testing.T) {
+	doc := readDoc(t, "../../docs/config.md")
+	start := strings.Index(doc, "```toml\n")
+	if start < 0 {
+		t.Fatal("no TOML example in docs/config.md")
+	}
+	text := doc[start+len("```toml\n"):]
+	text = text[:strings.Index(text, "```")]
+	c, err := Parse([]byte(text))
+	if err != nil {
+		t.Fatalf("the documented example does not load: %v", err)
+	}
+	want := Default()
+	want.Hostname = "mx.example.org"
+	want.Store = "bolt"
+	emptyToNil(reflect.ValueOf(c))
+	if !reflect.DeepEqual(c, want) {
+		gv, wv := reflect.ValueOf(*c), reflect.ValueOf(*want)
+		for i := 0; i < gv.NumField(); i++ {
+			if !reflect.DeepEqual(gv.Field(i).Interface(), wv.Field(i).Interface()) {
+				t.Errorf("example %s = %+v, default %+v", gv.Type().Field(i).Name, gv.Field(i).Interface(), wv.Field(i).Interface())
+			}
+		}
+	}
+}

@@ -1,0 +1,41 @@
+package reputation
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// FuzzParseSite: any text either fails to parse or gives a site that
+// prints back to something that parses to the same site.
+func FuzzParseSite(f *testing.F) {
+	for _, s := range []string{"zen.example.net=127.0.0.[2..11]*3", "wl.example=127.0.[0..255].[1;3]*-5", "bl.example", "a.b=1.2.3.[4", "x*y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		site, err := ParseSite(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseSite(site.String())
+		if err != nil || again.String() != site.String() {
+			t.Fatalf("%q -> %q -> %q, %v", s, site, again, err)
+		}
+		site.Match(netip.MustParseAddr("127.0.0.2"))
+	})
+}
+
+// FuzzParseLine: no line crashes a parser, and a verdict always names a
+// valid address.
+func FuzzParseLine(f *testing.F) {
+	f.Add("rspamd_task_write_log: id: <x>, ip: 192.0.2.1, from: <a@b>, (default: T (reject): [20.00/15.00] []), len: 1")
+	f.Add("amavis[1]: (1) Blocked SPAM {X,Y}, [192.0.2.20]:1 <a@b> -> <c@d>, Hits: 9")
+	f.Add("postfix/cleanup[1]: Q: milter-reject: END-OF-MESSAGE from unknown[192.0.2.30]: 5.7.1 Gtube pattern;")
+	f.Fuzz(func(t *testing.T, line string) {
+		for _, format := range []string{FormatRspamd, FormatSpamAssassin, FormatPostfix} {
+			if fb, ok := ParseLine(format, line); ok && (!fb.IP.IsValid() || fb.Verdict != Spam && fb.Verdict != Ham || !strings.HasPrefix(fb.Source, format)) {
+				t.Fatalf("%s %q: %+v", format, line, fb)
+			}
+		}
+	})
+}

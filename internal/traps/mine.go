@@ -1,0 +1,610 @@
+package traps
+
+// Mining: spam bots reveal the addresses they target. A bot in the tarpit
+// hands its whole target list to what it thinks is an open relay; a bot
+// that reaches the backend during a hand-off gets 550 5.1.1 for the
+// addresses that do not exist; the backend's own log shows the same
+// rejections for the hosts moat let through. An address that several
+// unrelated hosts ask for, and that the backend never accepted, is a
+// guessed or harvested address that no person uses: a trap candidate.
+//
+// A candidate becomes a trap only after a fresh RCPT probe against the
+// backend says the mailbox does not exist: a trap that is a real mailbox
+// would blacklist that person's correspondents.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"moat/internal/clock"
+	"moat/internal/smtp"
+	"moat/internal/store"
+)
+
+// Origin says where a piece of evidence comes from.
+type Origin string
+
+const (
+	OriginTarpit  Origin = "tarpit"  // a black host asked the fake relay for it
+	OriginBackend Origin = "backend" // the backend refused it as unknown during a hand-off
+	OriginLog     Origin = "log"     // the backend's log shows it refused it as unknown
+)
+
+// Auto modes: what the miner does with a candidate.
+const (
+	AutoOff     = "off"     // do not mine
+	AutoSuggest = "suggest" // list candidates for "moat traps promote"
+	AutoPromote = "promote" // probe the backend and promote on its own
+)
+
+// Store record kinds.
+const (
+	kindCandidate   = "candidate"   // key: address; value: Evidence (JSON)
+	kindLocalDomain = "localdomain" // key: domain learned from the backend; value: empty
+)
+
+const (
+	// MaxHosts is how many distinct client hosts one address remembers.
+	// traps.min_hosts cannot exceed it.
+	MaxHosts = 16
+	// evidenceTTL: evidence not refreshed for this long is forgotten; a
+	// bot list that went quiet is no reason to make a trap.
+	evidenceTTL = 90 * 24 * time.Hour
+	// realTTL: how long an address the backend accepted is remembered as
+	// a real mailbox (refreshed whenever it is accepted again).
+	realTTL = 365 * 24 * time.Hour
+	// reprobe: an inconclusive probe (4xx, backend down) is retried no
+	// sooner than this.
+	reprobe = time.Hour
+	// defaultMaxRecords bounds the candidate records, so a dictionary
+	// attack on a local domain cannot fill the store.
+	defaultMaxRecords = 100000
+)
+
+// Evidence is what the miner knows of one recipient address.
+type Evidence struct {
+	Addr       string           `json:"addr"`
+	Hosts      []netip.Addr     `json:"hosts"`   // distinct client hosts that targeted it, at most MaxHosts
+	Sources    map[Origin]int64 `json:"sources"` // how often each origin reported it
+	First      time.Time        `json:"first"`
+	Last       time.Time        `json:"last"`
+	Real       bool             `json:"real,omitzero"`        // the backend accepted it: never a trap
+	Probed     time.Time        `json:"probed,omitzero"`      // last probe that did not promote
+	ProbeReply string           `json:"probe_reply,omitzero"` // the backend's answer to it
+}
+
+func (e Evidence) String() string {
+	var src []string
+	for o, n := range e.Sources {
+		src = append(src, fmt.Sprintf("%s:%d", o, n))
+	}
+	sort.Strings(src)
+	return fmt.Sprintf("%d hosts, %s, first %s, last %s", len(e.Hosts), strings.Join(src, " "),
+		e.First.UTC().Format(time.RFC3339), e.Last.UTC().Format(time.RFC3339))
+}
+
+// MinerConfig configures a Miner.
+type MinerConfig struct {
+	MinHosts int    // distinct hosts that make a candidate; default 3, at most MaxHosts
+	Auto     string // AutoSuggest (default), AutoPromote or AutoOff
+	// Domains are the domains moat protects. Empty: learn them from the
+	// backend (domains it accepted a recipient for or refused one as
+	// unknown) and from the traps' own domains.
+	Domains []string
+	Probe   Probe       // checks a candidate against the backend; nil: nothing can be promoted
+	Clock   clock.Clock // default clock.Real
+	Log     *slog.Logger
+	// Harvested is called (from Run's goroutine) when a bot in the tarpit
+	// names a bait address: the harvester deserves the same as when the
+	// address reaches a grey session.
+	Harvested  func(h Harvest, client netip.Addr)
+	MaxRecords int // default 100000
+}
+
+// Miner gathers evidence and turns candidates into traps.
+type Miner struct {
+	cfg   MinerConfig
+	st    store.Store
+	set   *Set
+	clock clock.Clock
+	log   *slog.Logger
+
+	mu      sync.Mutex // serialises read-modify-write of one process's records
+	dmu     sync.Mutex // guards learned
+	learned map[string]time.Time
+	fixed   map[string]bool // traps.domains; read-only after NewMiner
+	records atomic.Int64    // approximate count of candidate records
+
+	jobs    chan job
+	dropped atomic.Int64
+}
+
+type job struct {
+	promote string
+	harvest *Harvest
+	client  netip.Addr
+}
+
+// NewMiner returns a Miner that keeps its evidence in st and promotes into
+// set.
+func NewMiner(cfg MinerConfig, st store.Store, set *Set) (*Miner, error) {
+	if cfg.MinHosts == 0 {
+		cfg.MinHosts = 3
+	}
+	if cfg.MinHosts < 1 || cfg.MinHosts > MaxHosts {
+		return nil, fmt.Errorf("traps: min_hosts %d: want 1..%d", cfg.MinHosts, MaxHosts)
+	}
+	switch cfg.Auto {
+	case "":
+		cfg.Auto = AutoSuggest
+	case AutoOff, AutoSuggest, AutoPromote:
+	default:
+		return nil, fmt.Errorf("traps: auto %q: want suggest, promote or off", cfg.Auto)
+	}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = defaultMaxRecords
+	}
+	m := &Miner{cfg: cfg, st: st, set: set, clock: cfg.Clock, log: cfg.Log,
+		learned: map[string]time.Time{}, fixed: map[string]bool{}, jobs: make(chan job, 1024)}
+	if m.clock == nil {
+		m.clock = clock.Real{}
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	for _, d := range cfg.Domains {
+		m.fixed[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+	}
+	if err := st.Scan(kindLocalDomain, func(k string, _ []byte) bool {
+		m.learned[k] = time.Time{} // refreshed on the next sight
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	return m, m.recount()
+}
+
+func (m *Miner) recount() error {
+	var n int64
+	err := m.st.Scan(kindCandidate, func(string, []byte) bool { n++; return true })
+	m.records.Store(n)
+	return err
+}
+
+// Auto returns the miner's mode.
+func (m *Miner) Auto() string { return m.cfg.Auto }
+
+// LocalDomains returns the domains candidates may be in, sorted.
+func (m *Miner) LocalDomains() []string {
+	set := map[string]bool{}
+	m.dmu.Lock()
+	for d := range m.fixed {
+		set[d] = true
+	}
+	if len(m.fixed) == 0 {
+		for d := range m.learned {
+			set[d] = true
+		}
+		if cur := m.set.cur.Load(); cur != nil {
+			for a := range *cur {
+				if d := smtp.Domain(a); d != "" {
+					set[d] = true
+				}
+			}
+		}
+	}
+	m.dmu.Unlock()
+	out := make([]string, 0, len(set))
+	for d := range set {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (m *Miner) isLocal(domain string) bool {
+	if domain == "" {
+		return false
+	}
+	if len(m.fixed) > 0 {
+		return m.fixed[domain]
+	}
+	m.dmu.Lock()
+	_, ok := m.learned[domain]
+	m.dmu.Unlock()
+	if ok {
+		return true
+	}
+	if cur := m.set.cur.Load(); cur != nil {
+		for a := range *cur {
+			if smtp.Domain(a) == domain {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// learn remembers that the backend is final for domain: it accepted a
+// recipient there, or refused one as unknown (which it can only know for
+// its own domains). One write a day per domain.
+func (m *Miner) learn(domain string, now time.Time) {
+	if domain == "" || len(m.fixed) > 0 {
+		return
+	}
+	m.dmu.Lock()
+	defer m.dmu.Unlock()
+	if last, ok := m.learned[domain]; ok && now.Sub(last) < 24*time.Hour {
+		return
+	}
+	m.learned[domain] = now
+	_ = m.st.Put(kindLocalDomain, domain, nil, now.Add(realTTL))
+}
+
+func (m *Miner) get(addr string) (Evidence, bool, error) {
+	b, ok, err := m.st.Get(kindCandidate, addr)
+	if err != nil || !ok {
+		return Evidence{}, false, err
+	}
+	var e Evidence
+	if err := json.Unmarshal(b, &e); err != nil {
+		// A damaged record is evidence lost, not a reason to stop.
+		return Evidence{}, false, nil
+	}
+	return e, true, nil
+}
+
+func (m *Miner) put(e Evidence, ttl time.Duration) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return m.st.Put(kindCandidate, e.Addr, b, e.Last.Add(ttl))
+}
+
+// qualifies says whether e is a candidate now.
+func (m *Miner) qualifies(e Evidence) bool {
+	return !e.Real && len(e.Hosts) >= m.cfg.MinHosts && m.isLocal(smtp.Domain(e.Addr)) && !m.set.Is(e.Addr)
+}
+
+// Targeted records that client asked for rcpt and did not get it: a bot
+// in the tarpit named it, or the backend refused it as unknown.
+func (m *Miner) Targeted(client netip.Addr, rcpt string, o Origin) error {
+	addr, err := smtp.Normalize(rcpt)
+	if err != nil || !client.IsValid() {
+		return nil
+	}
+	domain := smtp.Domain(addr)
+	if domain == "" || m.set.Is(addr) {
+		return nil
+	}
+	client = client.Unmap().WithZone("")
+	now := m.clock.Now()
+	if o != OriginTarpit {
+		m.learn(domain, now)
+	}
+	// A bot asking the tarpit to relay to victim@foreign.example says
+	// nothing about our addresses; keeping it would also let any bot
+	// fill the store.
+	if o == OriginTarpit && !m.isLocal(domain) {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok, err := m.get(addr)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if m.records.Load() >= int64(m.cfg.MaxRecords) {
+			return nil
+		}
+		m.records.Add(1)
+		e = Evidence{Addr: addr, First: now, Sources: map[Origin]int64{}}
+	}
+	if e.Real {
+		return nil
+	}
+	was := m.qualifies(e)
+	if e.Sources == nil {
+		e.Sources = map[Origin]int64{}
+	}
+	e.Sources[o]++
+	e.Last = now
+	if len(e.Hosts) < MaxHosts && !containsAddr(e.Hosts, client) {
+		e.Hosts = append(e.Hosts, client)
+	}
+	if err := m.put(e, evidenceTTL); err != nil {
+		return err
+	}
+	// Only the crossing is queued: later evidence for a candidate whose
+	// probe was not conclusive waits for the hourly sweep, so a busy bot
+	// list does not become a probe per RCPT.
+	if m.cfg.Auto == AutoPromote && !was && m.qualifies(e) {
+		m.enqueue(job{promote: addr})
+	}
+	return nil
+}
+
+func containsAddr(l []netip.Addr, a netip.Addr) bool {
+	for _, x := range l {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Accepted records that the backend accepted rcpt: it is a real mailbox
+// and must never become a trap.
+func (m *Miner) Accepted(rcpt string) error {
+	addr, err := smtp.Normalize(rcpt)
+	if err != nil || smtp.Domain(addr) == "" {
+		return nil
+	}
+	now := m.clock.Now()
+	m.learn(smtp.Domain(addr), now)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok, err := m.get(addr)
+	if err != nil {
+		return err
+	}
+	// One write a day per real address, not one per message.
+	if ok && e.Real && now.Sub(e.Last) < 24*time.Hour {
+		return nil
+	}
+	if !ok {
+		m.records.Add(1)
+		e = Evidence{Addr: addr, First: now}
+	}
+	e.Real, e.Last = true, now
+	return m.put(e, realTTL)
+}
+
+// BackendRcpt is the grey dialog's hook: it sees the backend's reply to
+// every RCPT of a handed-off session.
+func (m *Miner) BackendRcpt(client netip.Addr, rcpt string, r smtp.Reply) {
+	if m.cfg.Auto == AutoOff {
+		return
+	}
+	switch {
+	case r.Code/100 == 2:
+		m.Accepted(rcpt)
+	case isUnknownUser(r):
+		m.Targeted(client, rcpt, OriginBackend)
+	}
+}
+
+// isUnknownUser says whether r is a permanent "no such mailbox": 5.1.1 in
+// the enhanced code, or a 550 that says so in words for servers without
+// enhanced codes.
+func isUnknownUser(r smtp.Reply) bool {
+	if !r.Permanent() || len(r.Lines) == 0 {
+		return false
+	}
+	if strings.HasPrefix(r.Lines[0], "5.1.1") {
+		return true
+	}
+	return r.Code == 550 && strings.Contains(strings.ToLower(r.Lines[0]), "user unknown")
+}
+
+// TarpitRcpt is the tarpit's Rcpt event. A bait address reports its
+// harvester (also when mining is off); any other is evidence. It runs with the tarpit's
+// connection lock held, so it only touches memory: the store's writes are
+// batched, and anything slow goes to Run's goroutine.
+func (m *Miner) TarpitRcpt(client netip.Addr, rcpt string) {
+	addr, err := smtp.Normalize(rcpt)
+	if err != nil {
+		return
+	}
+	if h, ok := m.set.Harvested(addr); ok {
+		if m.cfg.Harvested != nil {
+			m.enqueue(job{harvest: &h, client: client})
+		}
+		return
+	}
+	if m.cfg.Auto != AutoOff {
+		m.Targeted(client, addr, OriginTarpit)
+	}
+}
+
+func (m *Miner) enqueue(j job) {
+	select {
+	case m.jobs <- j:
+	default:
+		// A flood of work is dropped, never waited for: the evidence
+		// stays in the store and the hourly sweep finds it again.
+		m.dropped.Add(1)
+	}
+}
+
+// Evidence returns what the miner knows of addr.
+func (m *Miner) Evidence(addr string) (Evidence, bool, error) {
+	n, err := smtp.Normalize(addr)
+	if err != nil {
+		return Evidence{}, false, fmt.Errorf("traps: %q is not an address (want local@domain)", addr)
+	}
+	return m.get(n)
+}
+
+// Candidates returns the addresses that qualify as traps now, most hosts
+// first.
+func (m *Miner) Candidates() ([]Evidence, error) {
+	var out []Evidence
+	err := m.st.Scan(kindCandidate, func(_ string, b []byte) bool {
+		var e Evidence
+		if json.Unmarshal(b, &e) == nil && m.qualifies(e) {
+			out = append(out, e)
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i].Hosts) != len(out[j].Hosts) {
+			return len(out[i].Hosts) > len(out[j].Hosts)
+		}
+		return out[i].Addr < out[j].Addr
+	})
+	return out, err
+}
+
+// Promotion is the outcome of Promote.
+type Promotion struct {
+	Addr     string   `json:"addr"`
+	Promoted bool     `json:"promoted"`
+	Reason   string   `json:"reason"` // why not, or the probe's answer
+	Evidence Evidence `json:"evidence"`
+}
+
+// ErrNoProbe is returned by Promote when the miner has no way to ask the
+// backend.
+var ErrNoProbe = errors.New("traps: no backend probe configured: cannot check the address before promoting it")
+
+// Promote makes addr a trap after the backend, asked with a probe, says it
+// has no such mailbox. A backend that accepts it marks it real, forever a
+// non-trap; a backend that is unsure (4xx, down) leaves it as it was.
+// Every promotion is logged with its evidence.
+func (m *Miner) Promote(ctx context.Context, addr string) (Promotion, error) {
+	n, err := smtp.Normalize(addr)
+	if err != nil || smtp.Domain(n) == "" {
+		return Promotion{}, fmt.Errorf("traps: %q is not an address (want local@domain)", addr)
+	}
+	p := Promotion{Addr: n}
+	if m.set.Is(n) {
+		p.Reason = "already a trap"
+		return p, nil
+	}
+	e, ok, err := m.get(n)
+	if err != nil {
+		return p, err
+	}
+	if ok {
+		p.Evidence = e
+	}
+	if e.Real {
+		p.Reason = "the backend accepted it on " + e.Last.UTC().Format(time.RFC3339) + ": a real mailbox"
+		return p, nil
+	}
+	if m.cfg.Probe == nil {
+		return p, ErrNoProbe
+	}
+	res, err := m.cfg.Probe.Probe(ctx, n)
+	now := m.clock.Now()
+	switch {
+	case err == nil && res.Verdict == ProbeReal:
+		m.mu.Lock()
+		cur, ok2, _ := m.get(n)
+		if !ok2 {
+			cur = Evidence{Addr: n, First: now}
+			m.records.Add(1)
+		}
+		cur.Real, cur.Last = true, now
+		err = m.put(cur, realTTL)
+		m.mu.Unlock()
+		p.Reason = "the backend accepts it (" + res.Reply + "): a real mailbox, not promoted"
+		m.log.Info("traps: not promoted: real mailbox", "addr", n, "reply", res.Reply, "evidence", p.Evidence.String())
+		return p, err
+	case err != nil || res.Verdict != ProbeUnknown:
+		why := res.Reply
+		if err != nil {
+			why = err.Error()
+		}
+		if ok {
+			m.mu.Lock()
+			if cur, ok2, _ := m.get(n); ok2 {
+				cur.Probed, cur.ProbeReply = now, why
+				m.put(cur, evidenceTTL)
+			}
+			m.mu.Unlock()
+		}
+		p.Reason = "the backend's answer is not conclusive (" + why + "): not promoted now"
+		return p, nil
+	}
+	if _, err := m.set.Add(n); err != nil {
+		return p, err
+	}
+	m.mu.Lock()
+	if ok {
+		m.st.Delete(kindCandidate, n)
+		m.records.Add(-1)
+	}
+	m.mu.Unlock()
+	ctx2, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m.st.Flush(ctx2)
+	p.Promoted, p.Reason = true, "the backend has no such mailbox ("+res.Reply+")"
+	m.log.Info("traps: promoted", "addr", n, "probe", res.Reply, "hosts", addrStrings(e.Hosts),
+		"sources", e.Sources, "first", e.First, "last", e.Last)
+	return p, nil
+}
+
+func addrStrings(l []netip.Addr) []string {
+	out := make([]string, len(l))
+	for i, a := range l {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// Run does the miner's slow work until ctx is done: promotions in "promote"
+// mode (each one a probe of the backend), harvest reports from the tarpit,
+// and an hourly sweep that retries candidates whose probe was not
+// conclusive.
+func (m *Miner) Run(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-m.jobs:
+			m.do(ctx, j)
+		case <-t.C:
+			if err := m.recount(); err != nil {
+				m.log.Warn("traps: mining sweep", "err", err.Error())
+				continue
+			}
+			if n := m.dropped.Swap(0); n > 0 {
+				m.log.Warn("traps: mining work dropped (queue full)", "jobs", n)
+			}
+			if m.cfg.Auto != AutoPromote {
+				continue
+			}
+			cs, err := m.Candidates()
+			if err != nil {
+				m.log.Warn("traps: mining sweep", "err", err.Error())
+				continue
+			}
+			now := m.clock.Now()
+			for _, c := range cs {
+				if now.Sub(c.Probed) >= reprobe {
+					m.enqueue(job{promote: c.Addr})
+				}
+			}
+		}
+	}
+}
+
+func (m *Miner) do(ctx context.Context, j job) {
+	if j.harvest != nil {
+		m.cfg.Harvested(*j.harvest, j.client)
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	p, err := m.Promote(pctx, j.promote)
+	if err != nil {
+		m.log.Warn("traps: promotion", "addr", j.promote, "err", err.Error())
+	} else if !p.Promoted {
+		m.log.Debug("traps: candidate not promoted", "addr", p.Addr, "reason", p.Reason)
+	}
+}

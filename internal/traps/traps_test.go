@@ -1,0 +1,200 @@
+package traps
+
+import (
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"moat/internal/clock"
+	"moat/internal/store"
+	"moat/internal/store/bolt"
+)
+
+func openStore(t *testing.T) *bolt.Store {
+	t.Helper()
+	clk := clock.NewFake(time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC))
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "moat.db"), bolt.Options{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newSet(t *testing.T, st store.Store, configured ...string) *Set {
+	t.Helper()
+	s, err := New(st, configured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConfiguredTrapsAreNormalised(t *testing.T) {
+	s := newSet(t, openStore(t), "Trap@Example.ORG", " spam@example.net. ", `"honey"@example.com`)
+	for _, a := range []string{"trap@example.org", "spam@example.net", "honey@example.com"} {
+		if !s.Is(a) {
+			t.Errorf("Is(%q) = false, want a trap", a)
+		}
+	}
+	for _, a := range []string{"Trap@Example.ORG", "trap@example.com", "other@example.org", ""} {
+		if s.Is(a) {
+			t.Errorf("Is(%q) = true, want no trap", a)
+		}
+	}
+}
+
+func TestNewRejectsBadAddress(t *testing.T) {
+	_, err := New(openStore(t), []string{"trap@example.org", "not an address"})
+	if err == nil || !strings.Contains(err.Error(), `"not an address"`) {
+		t.Errorf("New with a bad address: %v, want an error naming it", err)
+	}
+}
+
+func TestAdd(t *testing.T) {
+	st := openStore(t)
+	s := newSet(t, st, "trap@example.org")
+	n, err := s.Add("Bait@Example.NET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != "bait@example.net" {
+		t.Errorf("Add returned %q, want the normalised address", n)
+	}
+	if !s.Is("bait@example.net") {
+		t.Error("added trap is not a trap")
+	}
+	stored, _ := st.Traps()
+	if !reflect.DeepEqual(stored, []string{"bait@example.net"}) {
+		t.Errorf("store holds %q, want only the added trap (configured traps are not stored)", stored)
+	}
+	// A new set over the same store (a restart, another MX) has it too.
+	if s2 := newSet(t, st); !s2.Is("bait@example.net") {
+		t.Error("added trap lost on restart")
+	}
+	for _, bad := range []string{"", "postmaster", "no-at-sign", "a b@example.org", "@example.org"} {
+		if _, err := s.Add(bad); err == nil {
+			t.Errorf("Add(%q) succeeded, want an error", bad)
+		} else if !strings.Contains(err.Error(), "local@domain") {
+			t.Errorf("Add(%q): %v, want an error saying what an address looks like", bad, err)
+		}
+	}
+}
+
+func TestDel(t *testing.T) {
+	st := openStore(t)
+	s := newSet(t, st, "trap@example.org")
+	s.Add("bait@example.net")
+
+	n, err := s.Del("BAIT@example.net")
+	if err != nil || n != "bait@example.net" {
+		t.Fatalf("Del = %q, %v", n, err)
+	}
+	if s.Is("bait@example.net") {
+		t.Error("deleted trap is still a trap")
+	}
+	if _, err := s.Del("bait@example.net"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Del of an absent trap: %v, want ErrNotFound", err)
+	}
+
+	_, err = s.Del("Trap@Example.org")
+	if err == nil {
+		t.Fatal("Del of a configured trap succeeded")
+	}
+	for _, w := range []string{"trap@example.org", "traps.addresses", "configuration"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Del of a configured trap: %q does not mention %q", err, w)
+		}
+	}
+	if !s.Is("trap@example.org") {
+		t.Error("configured trap gone after a refused Del")
+	}
+	if _, err := s.Del("nonsense"); err == nil || !strings.Contains(err.Error(), `"nonsense"`) {
+		t.Errorf("Del(nonsense): %v, want an error naming the input", err)
+	}
+}
+
+// TestConfiguredAndAddedSameAddress: a trap both configured and added is
+// listed once, as configured, and still refuses Del.
+func TestConfiguredAndAddedSameAddress(t *testing.T) {
+	s := newSet(t, openStore(t), "trap@example.org")
+	if _, err := s.Add("trap@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Trap{{Addr: "trap@example.org", Source: FromConfig}}; !reflect.DeepEqual(l, want) {
+		t.Errorf("List = %+v, want %+v", l, want)
+	}
+	if _, err := s.Del("trap@example.org"); err == nil {
+		t.Error("Del of a configured trap succeeded")
+	}
+}
+
+func TestList(t *testing.T) {
+	st := openStore(t)
+	s := newSet(t, st, "zz@example.org", "trap@example.org")
+	s.Add("bait@example.net")
+	st.Add(HitCounter("trap@example.org"), 3)
+	st.Add(HitCounter("bait@example.net"), 1)
+	st.Add(HitCounter("gone@example.org"), 7) // a deleted trap's old hits
+	l, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Trap{
+		{Addr: "bait@example.net", Source: FromStore, Hits: 1},
+		{Addr: "trap@example.org", Source: FromConfig, Hits: 3},
+		{Addr: "zz@example.org", Source: FromConfig, Hits: 0},
+	}
+	if !reflect.DeepEqual(l, want) {
+		t.Errorf("List = %+v\nwant %+v", l, want)
+	}
+}
+
+func TestReloadSeesStoreChanges(t *testing.T) {
+	st := openStore(t)
+	s := newSet(t, st, "trap@example.org")
+	// Another moat on the same store adds and removes traps.
+	if err := st.AddTrap("remote@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Is("remote@example.org") {
+		t.Fatal("trap visible before Reload: the test does not test Reload")
+	}
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Is("remote@example.org") || !s.Is("trap@example.org") {
+		t.Error("Reload lost a trap")
+	}
+	st.DelTrap("remote@example.org")
+	s.Reload()
+	if s.Is("remote@example.org") {
+		t.Error("trap deleted in the store still a trap after Reload")
+	}
+	if !s.Is("trap@example.org") {
+		t.Error("configured trap lost on Reload")
+	}
+}
+
+func TestHitCounter(t *testing.T) {
+	if got := HitCounter("trap@example.org"); got != "trap_hits:trap@example.org" {
+		t.Errorf("HitCounter = %q", got)
+	}
+}
+
+func TestZeroSetIsEmpty(t *testing.T) {
+	var s Set
+	if s.Is("trap@example.org") {
+		t.Error("zero Set has a trap")
+	}
+	if l, err := s.List(); err != nil || len(l) != 0 {
+		t.Errorf("zero Set List = %v, %v", l, err)
+	}
+}
