@@ -254,6 +254,9 @@ func statusCmd(cfgPath *string) *cobra.Command {
 				sort.Strings(parts)
 				fmt.Fprintf(w, "sessions since start: %s\n", strings.Join(parts, ", "))
 			}
+			if st.StoreDown != nil {
+				fmt.Fprintf(w, "store: UNREACHABLE since %s: unknown hosts get 4xx, cached ones are served\n", fmtTime(*st.StoreDown))
+			}
 			if st.StoreErrors > 0 {
 				fmt.Fprintf(w, "store errors: %d\n", st.StoreErrors)
 			}

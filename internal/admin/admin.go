@@ -52,6 +52,7 @@ type Status struct {
 	TrapHits      int64            `json:"trap_hits"`
 	TopTraps      []TrapHits       `json:"top_traps,omitempty"` // most hit traps, bait addresses included
 	StoreErrors   int64            `json:"store_errors"`
+	StoreDown     *time.Time       `json:"store_down_since,omitempty"` // a shared store (Redis) unreachable since
 }
 
 // Live is what a running daemon adds to the status.
@@ -159,15 +160,40 @@ func (s *Service) Forget(target string) error {
 // Status counts hosts and adds the daemon's live counters.
 func (s *Service) Status() (Status, error) {
 	st := Status{Hosts: map[string]int{"white": 0, "grey": 0, "black": 0}}
+	// The live figures come first: when a shared store is down the
+	// operator most needs to see that, and the counts it cannot give.
+	if d, ok := s.Eng.Store().(interface{ Down() (bool, time.Time) }); ok {
+		if down, since := d.Down(); down {
+			st.StoreDown = &since
+		}
+	}
+	if err := s.storeStatus(&st); err != nil && st.StoreDown == nil {
+		return st, err
+	}
+	if s.Live != nil {
+		l := s.Live()
+		st.Running = true
+		st.Connections, st.TarpitHeld, st.TarpitRefused = l.Connections, l.TarpitHeld, l.TarpitRefused
+		st.Sessions, st.Refused, st.StoreErrors = l.Sessions, l.Refused, l.StoreErrors
+		// The stored total has whole seconds of finished sessions;
+		// add what the connections held now have cost so far.
+		st.TarpitSeconds += l.TarpitSeconds
+	}
+	return st, nil
+}
+
+// storeStatus fills in what the store knows: counts per class, tarpit
+// seconds, traps.
+func (s *Service) storeStatus(st *Status) error {
 	if err := s.Eng.Store().Hosts(func(h store.Host) bool {
 		st.Hosts[h.Class.String()]++
 		return true
 	}); err != nil {
-		return st, err
+		return err
 	}
 	counters, err := s.Eng.Store().Counters()
 	if err != nil {
-		return st, err
+		return err
 	}
 	st.TarpitSeconds = float64(counters["tarpit_seconds"])
 	for k, v := range counters {
@@ -177,20 +203,11 @@ func (s *Service) Status() (Status, error) {
 	}
 	tl, err := s.Traps.List()
 	if err != nil {
-		return st, err
+		return err
 	}
 	st.Traps = len(tl)
 	st.TopTraps = topTraps(counters, 10)
-	if s.Live != nil {
-		l := s.Live()
-		st.Running = true
-		st.Connections, st.TarpitHeld, st.TarpitRefused = l.Connections, l.TarpitHeld, l.TarpitRefused
-		st.Sessions, st.Refused, st.StoreErrors = l.Sessions, l.Refused, l.StoreErrors
-		// The stored total has whole seconds of finished sessions;
-		// add what the connections held now have cost so far.
-		st.TarpitSeconds = float64(counters["tarpit_seconds"]) + l.TarpitSeconds
-	}
-	return st, nil
+	return nil
 }
 
 // Handler is the HTTP API.
