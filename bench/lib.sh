@@ -38,6 +38,8 @@ machine() {
 	echo "kernel: $(uname -sr)"
 	go version
 	echo "ulimit -n: $(ulimit -n)"
+	# The machine may be shared: a busy start explains a noisy figure.
+	echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
 	echo
 }

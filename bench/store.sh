@@ -13,8 +13,10 @@ build
 echo "== hot path: go test -run '^\$' -bench . -benchtime 1000000x -count 3 ./bench/hotpath =="
 go test -run '^$' -bench . -benchtime 1000000x -count 3 ./bench/hotpath | grep -E '^Benchmark'
 echo
-echo "== bolt store: go test -run '^\$' -bench . -benchtime 3x ./internal/store/bolt =="
-go test -run '^$' -bench . -benchtime 3x ./internal/store/bolt | grep -E '^Benchmark'
+echo "== bolt store, per operation: go test -run '^\$' -bench 'Lookup|TripletGet|PutTripletSustained' -benchtime 1000000x ./internal/store/bolt =="
+go test -run '^$' -bench 'Lookup|TripletGet|PutTripletSustained' -benchtime 1000000x ./internal/store/bolt | grep -E '^Benchmark'
+echo "== bolt store, per store: go test -run '^\$' -bench 'TripletMemory|Open1M' -benchtime 3x ./internal/store/bolt =="
+go test -run '^$' -bench 'TripletMemory|Open1M' -benchtime 3x ./internal/store/bolt | grep -E '^Benchmark'
 echo
 
 echo "== whole process: 1,000,000 triplets through the store's API, then moat started on them =="

@@ -108,6 +108,13 @@ func StartMoat(t testing.TB, configTOML string, vars ...string) *Moat {
 	}
 	pairs := append([]string{"{{listen}}", m.Addr, "{{data_dir}}", m.DataDir}, vars...)
 	config := strings.NewReplacer(pairs...).Replace(configTOML)
+	// Tests never ask a real name server: unless a test sets up its own
+	// [reputation] table, moat's DNS goes to a closed loopback port.
+	if !strings.Contains(config, "[reputation]") {
+		config += "\n[reputation]\ndns_servers = [\"127.0.0.1:9\"]\n"
+	} else if !strings.Contains(config, "dns_servers") {
+		config = strings.Replace(config, "[reputation]\n", "[reputation]\ndns_servers = [\"127.0.0.1:9\"]\n", 1)
+	}
 	if i := strings.Index(config, "{{"); i >= 0 {
 		t.Fatalf("StartMoat: placeholder left in config: %q", config[i:min(len(config), i+20)])
 	}
