@@ -212,28 +212,40 @@ func (s *session) toTarpit(st tarpit.Start) {
 
 func (s *session) loop() {
 	for {
+		line, ok := s.readCommand()
+		if !ok {
+			return
+		}
+		if !s.command(smtp.ParseCommand(line)) {
+			return
+		}
+	}
+}
+
+// readCommand reads the next command line within the idle timeout,
+// answering over-long lines and enforcing the command limit. It returns
+// false when the session is over.
+func (s *session) readCommand() (string, bool) {
+	for {
 		s.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		line, err := s.r.ReadLine(smtp.MaxCommandLine)
 		if err == smtp.ErrLineTooLong {
 			if !s.fail("500 5.5.2 Error: line too long\r\n") {
-				return
+				return "", false
 			}
 			continue
 		}
 		if err != nil {
 			s.ended(err)
-			return
+			return "", false
 		}
 		s.commands++
 		if s.commands > s.cfg.MaxCommands {
 			s.write("421 4.7.0 " + s.cfg.Hostname + " Error: too many commands\r\n")
 			s.res.Verdict = "too-many-commands"
-			return
+			return "", false
 		}
-		cmd := smtp.ParseCommand(line)
-		if !s.command(cmd) {
-			return
-		}
+		return line, true
 	}
 }
 
@@ -639,12 +651,17 @@ func (s *session) forwardRcpt(b *backendConn, rcpt string, mailRefused *smtp.Rep
 		s.res.Verdict, s.res.Reason = "backend-unavailable", err.Error()
 		return false
 	}
+	s.backendRcpt(rcpt, r)
+	return s.write(r.String())
+}
+
+// backendRcpt tells the hook what the backend answered to a RCPT.
+func (s *session) backendRcpt(rcpt string, r smtp.Reply) {
 	if h := s.cfg.Hooks.BackendRcpt; h != nil {
 		if n, err := smtp.Normalize(rcpt); err == nil {
 			h(s.client, n, r)
 		}
 	}
-	return s.write(r.String())
 }
 
 // forwardLoop relays the rest of a handed-off session one command at a
@@ -653,26 +670,14 @@ func (s *session) forwardRcpt(b *backendConn, rcpt string, mailRefused *smtp.Rep
 // still open, if any.
 func (s *session) forwardLoop(b *backendConn, mailRefused *smtp.Reply) *backendConn {
 	for {
-		s.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		line, err := s.r.ReadLine(smtp.MaxCommandLine)
-		if err == smtp.ErrLineTooLong {
-			if !s.fail("500 5.5.2 Error: line too long\r\n") {
-				return b
-			}
-			continue
-		}
-		if err != nil {
-			s.ended(err)
+		line, ok := s.readCommand()
+		if !ok {
 			if b != nil {
 				b.cmd("QUIT")
 			}
 			return b
 		}
-		s.commands++
-		if s.commands > s.cfg.MaxCommands {
-			s.write("421 4.7.0 " + s.cfg.Hostname + " Error: too many commands\r\n")
-			return b
-		}
+		var err error
 		if strings.ContainsAny(line, "\r\x00") {
 			// Forwarded lines must mean the same to the backend as to
 			// us: no stray CR or NUL inside a command.
@@ -774,10 +779,8 @@ func (s *session) forwardLoop(b *backendConn, mailRefused *smtp.Reply) *backendC
 			if err != nil {
 				return s.lost(b, err)
 			}
-			if h := s.cfg.Hooks.BackendRcpt; h != nil && perr == nil {
-				if n, err := smtp.Normalize(addr); err == nil {
-					h(s.client, n, r)
-				}
+			if perr == nil {
+				s.backendRcpt(addr, r)
 			}
 			if !s.write(r.String()) {
 				return b

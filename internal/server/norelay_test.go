@@ -101,9 +101,6 @@ func TestNeverRelaysForBlackHosts(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("MOAT_NORELAY_DIALOGS")); err == nil {
 		dialogs = v
 	}
-	if testing.Short() {
-		dialogs = 200
-	}
 	seed := time.Now().UnixNano()
 	if v, err := strconv.ParseInt(os.Getenv("MOAT_NORELAY_SEED"), 10, 64); err == nil {
 		seed = v

@@ -60,7 +60,6 @@ type Server struct {
 	refusedTP   atomic.Int64
 	storeErrors atomic.Int64
 	lastFullLog atomic.Int64 // unix seconds of the last "tarpit full" log line
-	finishedMS  atomic.Int64 // tarpit milliseconds of sessions that ended since start
 	wg          sync.WaitGroup
 }
 
@@ -82,7 +81,6 @@ func (s *Server) SetTarpit(tp *tarpit.Tarpit) { s.tp = tp }
 func (s *Server) TarpitDone(client netip.Addr, held time.Duration, bytesIn int64, msgs int) {
 	s.release(client)
 	s.sessions[store.Black].Add(1)
-	s.finishedMS.Add(held.Milliseconds())
 	// The tarpit calls this with a connection locked: the store writes
 	// (a network round trip with Redis) happen elsewhere.
 	go func() {
@@ -100,11 +98,7 @@ func (s *Server) HeldNow() float64 {
 	if s.tp == nil {
 		return 0
 	}
-	d := s.tp.Stats().HeldSeconds - float64(s.finishedMS.Load())/1000
-	if d < 0 {
-		return 0
-	}
-	return d
+	return s.tp.Stats().HeldNow
 }
 
 // Stats returns the server's counters.

@@ -74,6 +74,7 @@ type Stats struct {
 	Held        int     // connections held now
 	Refused     uint64  // connections refused at the MaxConns cap (or after Close)
 	HeldSeconds float64 // total time held, across all finished and current connections
+	HeldNow     float64 // seconds the connections held now have spent so far
 	Sessions    uint64  // connections ever held
 }
 
@@ -296,12 +297,14 @@ func (t *Tarpit) Stats() Stats {
 	now := t.now()
 	t.mu.Lock()
 	held := len(t.sessions)
-	ns := t.finished + int64(held)*now - t.sumStart
+	current := int64(held)*now - t.sumStart
+	ns := t.finished + current
 	t.mu.Unlock()
 	return Stats{
 		Held:        held,
 		Refused:     t.refused.Load(),
 		HeldSeconds: float64(ns) / float64(time.Second),
+		HeldNow:     float64(current) / float64(time.Second),
 		Sessions:    t.total.Load(),
 	}
 }

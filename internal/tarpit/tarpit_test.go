@@ -556,7 +556,7 @@ func TestEvents(t *testing.T) {
 				}
 			}
 			st := r.tp.Stats()
-			if st.Held != 0 || st.Sessions != 1 || st.HeldSeconds <= 0 {
+			if st.Held != 0 || st.Sessions != 1 || st.HeldSeconds <= 0 || st.HeldNow != 0 {
 				t.Errorf("Stats = %+v after the session ended", st)
 			}
 		})
@@ -601,8 +601,9 @@ func TestClose(t *testing.T) {
 			t.Fatal("Hold refused")
 		}
 	}
-	if got := tp.Stats().Held; got != n {
-		t.Fatalf("Held = %d, want %d", got, n)
+	time.Sleep(10 * time.Millisecond)
+	if st := tp.Stats(); st.Held != n || st.HeldNow <= 0 || st.HeldNow > st.HeldSeconds {
+		t.Fatalf("Stats = %+v, want Held %d and 0 < HeldNow <= HeldSeconds", st, n)
 	}
 	if err := tp.Close(); err != nil {
 		t.Fatal(err)
