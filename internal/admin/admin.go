@@ -93,26 +93,28 @@ func (s *Service) Hosts(class string) ([]HostView, error) {
 		}
 		want = &c
 	}
-	var out []HostView
+	var hosts []store.Host
 	err := s.Eng.Store().Hosts(func(h store.Host) bool {
-		if want != nil && h.Class != *want {
-			return true
+		if want == nil || h.Class == *want {
+			hosts = append(hosts, h)
 		}
-		v := view(h)
-		if h.Prefix.IsSingleIP() {
-			v.Held = s.Eng.HeldSeconds(h.Prefix.Addr())
-		}
-		out = append(out, v)
 		return true
 	})
-	sort.Slice(out, func(i, j int) bool {
-		a, _ := ParseTarget(out[i].IP)
-		b, _ := ParseTarget(out[j].IP)
+	sort.Slice(hosts, func(i, j int) bool {
+		a, b := hosts[i].Prefix, hosts[j].Prefix
 		if a.Addr() != b.Addr() {
 			return a.Addr().Less(b.Addr())
 		}
 		return a.Bits() < b.Bits()
 	})
+	var out []HostView
+	for _, h := range hosts {
+		v := view(h)
+		if h.Prefix.IsSingleIP() {
+			v.Held = s.Eng.HeldSeconds(h.Prefix.Addr())
+		}
+		out = append(out, v)
+	}
 	return out, err
 }
 

@@ -11,7 +11,6 @@ package classify
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -264,7 +263,7 @@ func (e *Engine) Forget(p netip.Prefix) error {
 func (e *Engine) setHost(p netip.Prefix, c store.Class, reason string, ttl time.Duration, durable bool) error {
 	now := e.clock.Now()
 	h, ok, err := e.st.Host(p)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil {
 		return err
 	}
 	if !ok {
