@@ -60,7 +60,7 @@ func newMiner(cfg *config.Config, st store.Store, eng *classify.Engine, log *slo
 		Probe:    &traps.Prober{Dialer: dialer, Hostname: cfg.Hostname, Timeout: 20 * time.Second},
 		Log:      log,
 		Harvested: func(h traps.Harvest, client netip.Addr) {
-			if err := eng.Blacklist(h.IP, h.Reason()); err != nil {
+			if err := eng.Blacklist(h.IP, store.SourceBait, h.Reason()); err != nil {
 				log.Warn("traps: blacklisting harvester", "ip", h.IP.String(), "err", err.Error())
 				return
 			}

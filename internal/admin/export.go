@@ -33,6 +33,7 @@ type ExportLine struct {
 	Created *time.Time `json:"created,omitempty"` // header
 	Prefix  string     `json:"prefix,omitempty"`  // host
 	Class   string     `json:"class,omitempty"`   // host
+	Source  string     `json:"source,omitempty"`  // host
 	Reason  string     `json:"reason,omitempty"`  // host
 	ID      string     `json:"id,omitempty"`      // triplet
 	Count   uint32     `json:"count,omitempty"`   // triplet
@@ -95,7 +96,7 @@ func Export(st store.Store, w io.Writer) (Counts, error) {
 	}
 	err := st.Hosts(func(h store.Host) bool {
 		n.Hosts++
-		return put(&ExportLine{Type: "host", Prefix: h.Prefix.String(), Class: h.Class.String(), Reason: h.Reason,
+		return put(&ExportLine{Type: "host", Prefix: h.Prefix.String(), Class: h.Class.String(), Source: sourceName(h.Source), Reason: h.Reason,
 			First: timePtr(h.First), Last: timePtr(h.Last), Expires: timePtr(h.Expires)})
 	})
 	if err = errors.Join(err, werr); err != nil {
@@ -187,6 +188,9 @@ func Import(st store.Store, r io.Reader) (Counts, error) {
 				return n, bad("host: %v", err)
 			}
 			if h.Class, err = store.ParseClass(l.Class); err != nil {
+				return n, bad("host %s: %v", l.Prefix, err)
+			}
+			if h.Source, err = store.ParseSource(l.Source); err != nil {
 				return n, bad("host %s: %v", l.Prefix, err)
 			}
 			h.Reason, h.First, h.Last, h.Expires = l.Reason, timeOf(l.First), timeOf(l.Last), timeOf(l.Expires)
@@ -292,4 +296,12 @@ func (c *Client) Stream(method, path string, body io.Reader, out io.Writer) erro
 	}
 	_, err = io.Copy(out, resp.Body)
 	return err
+}
+
+// sourceName leaves an unknown source out of the export line.
+func sourceName(s store.Source) string {
+	if s == store.SourceUnknown {
+		return ""
+	}
+	return s.String()
 }

@@ -13,12 +13,16 @@ import (
 func TestHandlerFeedbackAndHistory(t *testing.T) {
 	f := newFixture(t)
 	h := f.svc.Handler()
-	// 192.0.2.1 passes the greylist: white.
+	// 192.0.2.1 passes the greylist and a message is accepted: white.
 	eng := f.svc.Eng
 	eng.Rcpt(mustIP(t, "192.0.2.1"), "a@sender.example", "u@example.org")
 	f.clk.Advance(5 * time.Minute)
-	if d, _ := eng.Rcpt(mustIP(t, "192.0.2.1"), "a@sender.example", "u@example.org"); d.Action != classify.Pass {
+	d, _ := eng.Rcpt(mustIP(t, "192.0.2.1"), "a@sender.example", "u@example.org")
+	if d.Action != classify.Pass {
 		t.Fatalf("greylist retry: %+v", d)
+	}
+	if v, err := eng.Accepted(mustIP(t, "192.0.2.1"), "a@sender.example", d.Reason); err != nil || v.Class != store.White {
+		t.Fatalf("accepted message: %+v %v", v, err)
 	}
 	post := func(body FeedbackRequest, wantClass string) classify.FeedbackResult {
 		t.Helper()

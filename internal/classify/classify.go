@@ -11,19 +11,22 @@ package classify
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"moat/internal/clock"
 	"moat/internal/greylist"
+	"moat/internal/reputation"
 	"moat/internal/store"
 	"moat/internal/traps"
 )
 
-// Verdict is a class and the reason for it.
+// Verdict is a class, the kind of evidence behind it and the reason.
 type Verdict struct {
 	Class  store.Class
+	Source store.Source
 	Reason string
 	Static bool // from the configuration's lists, not from the store
 }
@@ -65,12 +68,12 @@ func (e *Engine) Classify(addr netip.Addr) (Verdict, error) {
 	addr = addr.Unmap()
 	for _, p := range e.cfg.Whitelist {
 		if p.Contains(addr) {
-			return Verdict{Class: store.White, Reason: "whitelist " + p.String(), Static: true}, nil
+			return Verdict{Class: store.White, Source: store.SourceOperator, Reason: "whitelist " + p.String(), Static: true}, nil
 		}
 	}
 	for _, p := range e.cfg.Blacklist {
 		if p.Contains(addr) {
-			return Verdict{Class: store.Black, Reason: "blacklist " + p.String(), Static: true}, nil
+			return Verdict{Class: store.Black, Source: store.SourceOperator, Reason: "blacklist " + p.String(), Static: true}, nil
 		}
 	}
 	h, ok, err := e.st.Lookup(addr)
@@ -83,30 +86,33 @@ func (e *Engine) Classify(addr netip.Addr) (Verdict, error) {
 	if !ok {
 		return Verdict{Class: store.Grey, Reason: "unknown"}, nil
 	}
-	return Verdict{Class: h.Class, Reason: h.Reason}, nil
+	return verdictOf(h), nil
+}
+
+// verdictOf is the verdict a stored entry gives.
+func verdictOf(h store.Host) Verdict {
+	return Verdict{Class: h.Class, Source: SourceOf(h), Reason: h.Reason}
 }
 
 // Seen records that a host connected. A white host's entry is refreshed
-// (its white_ttl starts again), at most once a minute so a busy sender does
-// not cost a write per connection.
+// (its white_ttl starts again when it earned it by accepted mail), at most
+// once a minute so a busy sender does not cost a write per connection.
 func (e *Engine) Seen(addr netip.Addr, v Verdict) error {
 	if v.Static || v.Class != store.White {
 		return nil
 	}
-	p := store.HostPrefix(addr)
-	h, ok, err := e.st.Host(p)
-	if err != nil || !ok || h.Class != store.White {
-		return err
-	}
 	now := e.clock.Now()
-	if now.Sub(h.Last) < time.Minute {
-		return nil
-	}
-	h.Last = now
-	if !h.Expires.IsZero() {
-		h.Expires = now.Add(e.cfg.WhiteTTL)
-	}
-	return e.st.PutHost(h)
+	_, _, err := e.st.UpdateHost(store.HostPrefix(addr), func(h store.Host, ok bool) (store.Host, bool) {
+		if !ok || h.Class != store.White || now.Sub(h.Last) < time.Minute {
+			return h, false
+		}
+		h.Last = now
+		if src := SourceOf(h); !h.Expires.IsZero() && (src == store.SourceAccepted || src == store.SourceImport) {
+			h.Expires = now.Add(e.cfg.WhiteTTL)
+		}
+		return h, true
+	})
+	return err
 }
 
 // Action is what the dialog does with a MAIL or RCPT.
@@ -114,36 +120,52 @@ type Action uint8
 
 const (
 	Accept Action = iota // MAIL: go on
-	Defer                // RCPT: 451 4.7.1, greylisted
-	Pass                 // RCPT: the greylist retry qualified; hand the session to the backend
+	Defer                // RCPT: 451 4.7.1, greylisted (or the store could not be asked)
+	Pass                 // RCPT: the greylist retry qualified, or the host is white: the backend decides
 	Trap                 // MAIL or RCPT named a trap: the host is now black
+	Black                // the host is black now (another connection, the operator): to the tarpit
+	Refuse               // MAIL or RCPT named a trap, but the host is vouched for: refuse with 5xx, not blacklisted
 )
 
 func (a Action) String() string {
-	return [...]string{"accept", "defer", "pass", "trap"}[a]
+	return [...]string{"accept", "defer", "pass", "trap", "black", "refuse"}[a]
 }
 
-// Decision is an Action and its reason.
+// Decision is an Action, the kind of evidence behind it and its reason.
 type Decision struct {
 	Action Action
+	Source store.Source // for Trap and Black: why the host is black
 	Reason string
 }
 
-// Mail judges a MAIL FROM. sender is normalised ("" for <>).
+// Mail judges a MAIL FROM. sender is normalised ("" for <>). The host's
+// class is read again: it may have turned black since the session began.
 func (e *Engine) Mail(client netip.Addr, sender string) (Decision, error) {
 	if sender != "" && e.traps.Is(sender) {
-		return e.trapHit(client, sender)
+		return e.trapHit(client, "", sender)
+	}
+	if d, ok := e.blackNow(client); ok {
+		return d, nil
 	}
 	return Decision{Action: Accept}, nil
 }
 
-// Rcpt judges one RCPT TO of a grey host. sender and rcpt are normalised.
+// Rcpt judges one RCPT TO of a grey host's session that has not passed the
+// greylist. sender and rcpt are normalised. A pass lets the message go to
+// the backend; it does not make the host white (Accepted does that).
 func (e *Engine) Rcpt(client netip.Addr, sender, rcpt string) (Decision, error) {
 	if e.traps.Is(rcpt) {
-		return e.trapHit(client, rcpt)
+		return e.trapHit(client, sender, rcpt)
 	}
-	if d, ok := e.whiteNow(client); ok {
-		return d, nil
+	v, err := e.Classify(client)
+	if err != nil {
+		return Decision{Action: Defer, Reason: "store unavailable"}, err
+	}
+	switch v.Class {
+	case store.Black:
+		return Decision{Action: Black, Source: v.Source, Reason: v.Reason}, nil
+	case store.White:
+		return Decision{Action: Pass, Reason: "white: " + v.Reason}, nil
 	}
 	r, err := e.greyCheck(client, sender, rcpt)
 	if err != nil {
@@ -152,17 +174,62 @@ func (e *Engine) Rcpt(client netip.Addr, sender, rcpt string) (Decision, error) 
 	if r.Outcome == greylist.Defer {
 		return Decision{Action: Defer, Reason: r.Reason}, e.touchGrey(client, r.Reason)
 	}
-	reason := "greylist: " + r.Reason
+	return Decision{Action: Pass, Reason: "greylist: " + r.Reason}, nil
+}
+
+// RcptPassed judges one RCPT TO of a session that has already passed: no
+// greylisting, but traps and the host's class hold at every recipient.
+// When the store cannot be asked the recipient is deferred: moat cannot
+// know whether the host turned black.
+func (e *Engine) RcptPassed(client netip.Addr, sender, rcpt string) (Decision, error) {
+	if e.traps.Is(rcpt) {
+		return e.trapHit(client, sender, rcpt)
+	}
+	v, err := e.Classify(client)
+	switch {
+	case err != nil:
+		return Decision{Action: Defer, Reason: "store unavailable"}, err
+	case v.Class == store.Black:
+		return Decision{Action: Black, Source: v.Source, Reason: v.Reason}, nil
+	}
+	return Decision{Action: Pass, Reason: "passed"}, nil
+}
+
+// blackNow reports a host that is black now. A store error is no
+// verdict: the caller's next step (greylisting, or the backend) decides.
+func (e *Engine) blackNow(client netip.Addr) (Decision, bool) {
+	v, err := e.Classify(client)
+	if err != nil || v.Class != store.Black {
+		return Decision{}, false
+	}
+	return Decision{Action: Black, Source: v.Source, Reason: v.Reason}, true
+}
+
+// Accepted is told that the backend accepted a message (250 at the end of
+// DATA) from client in a session that passed the greylist: the retry was
+// successful, and the host becomes white ("those that successfully retry
+// are whitelisted") — unless stronger evidence says otherwise
+// (precedence.go) or its filter verdicts put its karma below grey_below.
+// The accepted message is remembered too: it vouches for the host, and
+// for the sender's SPF pool, should a trap ever be named through it.
+func (e *Engine) Accepted(client netip.Addr, sender, reason string) (Verdict, error) {
+	p := store.HostPrefix(client)
+	now := e.clock.Now()
+	e.vouch(hostKey(p), now)
+	if d := e.poolDomain(client, sender); d != "" {
+		e.vouch("@"+d, now)
+	}
+	reason = "message accepted after " + reason
 	if why, bad := e.badKarma(client); bad {
-		// The message goes through, but the host stays grey.
-		return Decision{Action: Pass, Reason: reason + "; not whitelisted: " + why}, nil
+		e.record(p, Event{At: now, Reason: reason + "; not whitelisted: " + why})
+		v, err := e.Classify(client)
+		return v, err
 	}
-	if err := e.setHost(store.HostPrefix(client), store.White, reason, e.cfg.WhiteTTL, false); err != nil {
-		// The retry qualified; failing to remember it only costs
-		// the sender another greylisting later. Let it through.
-		return Decision{Action: Pass, Reason: reason}, err
+	h, _, err := e.setHost(p, store.White, store.SourceAccepted, reason, e.cfg.WhiteTTL, false)
+	if err != nil {
+		return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
 	}
-	return Decision{Action: Pass, Reason: reason}, nil
+	return verdictOf(h), nil
 }
 
 // touchGrey lists a greylisted host as grey (for "moat hosts list"), at
@@ -171,33 +238,49 @@ func (e *Engine) touchGrey(client netip.Addr, reason string) error {
 	if e.cfg.GreyTTL <= 0 {
 		return nil
 	}
-	p := store.HostPrefix(client)
 	now := e.clock.Now()
-	h, ok, err := e.st.Host(p)
-	if err != nil {
-		return err
-	}
-	if ok && (h.Class != store.Grey || now.Sub(h.Last) < time.Minute) {
-		return nil
-	}
-	if !ok {
-		h = store.Host{Prefix: p, Class: store.Grey, First: now}
-	}
-	h.Reason, h.Last, h.Expires = "greylisted: "+reason, now, now.Add(e.cfg.GreyTTL)
-	return e.st.PutHost(h)
+	n := store.Host{Class: store.Grey, Source: store.SourceGreylist, Reason: "greylisted: " + reason,
+		First: now, Last: now, Expires: now.Add(e.cfg.GreyTTL)}
+	_, _, err := e.st.UpdateHost(store.HostPrefix(client), func(h store.Host, ok bool) (store.Host, bool) {
+		if ok && (h.Class != store.Grey || !replaces(n, h) || now.Sub(h.Last) < time.Minute) {
+			return h, false
+		}
+		if ok {
+			n.First = h.First
+		}
+		return n, true
+	})
+	return err
 }
 
-func (e *Engine) trapHit(client netip.Addr, trap string) (Decision, error) {
+// trapHit weighs a trap named in MAIL or RCPT. A grey, unknown host that
+// writes to a trap is a bot and black at once (the founding rule). A host
+// that is vouched for — it is white, or has had mail accepted, or speaks
+// for a sender domain whose SPF pool has — is not blacklisted by one hit:
+// big providers relay their users' mail, an attacker's included, and
+// blacklisting the provider would lose everyone else's. Its message is
+// refused (5xx: its user learns of it), it loses karma like for a spam
+// verdict, and the hit is recorded for the operator.
+func (e *Engine) trapHit(client netip.Addr, sender, trap string) (Decision, error) {
 	reason := "trap hit <" + trap + ">"
+	src := store.SourceTrap
 	_ = e.st.Add(traps.HitCounter(trap), 1)
-	err := e.setHost(store.HostPrefix(client), store.Black, reason, e.cfg.BlackTTL, true)
+	var err error
 	// A minted bait address also names the host that harvested it.
-	if h, ok := e.traps.Harvested(trap); ok && h.IP.Unmap() != client.Unmap() {
-		if herr := e.setHost(store.HostPrefix(h.IP), store.Black, h.Reason(), e.cfg.BlackTTL, true); err == nil {
-			err = herr
+	if h, ok := e.traps.Harvested(trap); ok {
+		src = store.SourceBait
+		if h.IP.Unmap() != client.Unmap() {
+			_, _, err = e.setHost(store.HostPrefix(h.IP), store.Black, store.SourceBait, h.Reason(), e.cfg.BlackTTL, true)
 		}
 	}
-	return Decision{Action: Trap, Reason: reason}, err
+	if why, ok := e.vouched(client, sender); ok {
+		p := store.HostPrefix(client)
+		_, ferr := e.Feedback(reputation.Feedback{IP: client, Verdict: reputation.Spam, Source: reason})
+		e.record(p, Event{At: e.clock.Now(), Reason: reason + ": refused, not blacklisted: " + why})
+		return Decision{Action: Refuse, Source: src, Reason: reason + "; vouched for: " + why}, errors.Join(err, ferr)
+	}
+	_, _, herr := e.setHost(store.HostPrefix(client), store.Black, src, reason, e.cfg.BlackTTL, true)
+	return Decision{Action: Trap, Source: src, Reason: reason}, errors.Join(herr, err)
 }
 
 // HeldTTL is how long moat remembers how many seconds a host spent in the
@@ -232,23 +315,34 @@ func (e *Engine) HeldSeconds(client netip.Addr) int64 {
 }
 
 // EarlyTalker blacklists a host that spoke before the banner.
-func (e *Engine) EarlyTalker(client netip.Addr) error {
-	return e.setHost(store.HostPrefix(client), store.Black, "early talker", e.cfg.BlackTTL, true)
+func (e *Engine) EarlyTalker(client netip.Addr, reason string) error {
+	_, _, err := e.setHost(store.HostPrefix(client), store.Black, store.SourceEarlyTalk, reason, e.cfg.BlackTTL, true)
+	return err
 }
 
-// Blacklist makes a host black for the black_ttl, for the given reason.
-func (e *Engine) Blacklist(client netip.Addr, reason string) error {
-	return e.setHost(store.HostPrefix(client), store.Black, reason, e.cfg.BlackTTL, true)
+// Smuggler blacklists a host that ended a line or a message in a way only
+// a lax receiver would take (bare CR, LF or NUL in DATA).
+func (e *Engine) Smuggler(client netip.Addr, what string) error {
+	_, _, err := e.setHost(store.HostPrefix(client), store.Black, store.SourceSmuggling, "smuggling: "+what, e.cfg.BlackTTL, true)
+	return err
+}
+
+// Blacklist makes a host black for the black_ttl, for the given source and
+// reason, unless stronger evidence stands (precedence.go).
+func (e *Engine) Blacklist(client netip.Addr, src store.Source, reason string) error {
+	_, _, err := e.setHost(store.HostPrefix(client), store.Black, src, reason, e.cfg.BlackTTL, true)
+	return err
 }
 
 // SetClass is the operator's hand: it sets p's class with no expiry for
 // white and black (an operator's word stands until the operator changes
-// it), and makes it durable before returning.
+// it), whatever evidence was there, and makes it durable before returning.
 func (e *Engine) SetClass(p netip.Prefix, c store.Class, reason string) error {
 	if c == store.Grey {
 		return e.Forget(p)
 	}
-	return e.setHost(p, c, reason, 0, true)
+	_, _, err := e.update(p, store.Host{Class: c, Source: store.SourceOperator, Reason: reason}, 0, true, true)
+	return err
 }
 
 // Forget removes what the store remembers of p, making it grey again.
@@ -260,29 +354,48 @@ func (e *Engine) Forget(p netip.Prefix) error {
 	return e.st.Flush(context.Background())
 }
 
-func (e *Engine) setHost(p netip.Prefix, c store.Class, reason string, ttl time.Duration, durable bool) error {
+// setHost records evidence that p is of class c: it is written unless the
+// stored entry is stronger evidence (precedence.go). It returns the entry
+// as it stands afterwards and whether the evidence was written.
+func (e *Engine) setHost(p netip.Prefix, c store.Class, src store.Source, reason string, ttl time.Duration, durable bool) (store.Host, bool, error) {
+	return e.update(p, store.Host{Class: c, Source: src, Reason: reason}, ttl, false, durable)
+}
+
+// update writes n under p, atomically against every other class change
+// of p, unless force is off and the stored entry is stronger. The history
+// and network escalation hear of every change.
+func (e *Engine) update(p netip.Prefix, n store.Host, ttl time.Duration, force, durable bool) (store.Host, bool, error) {
 	now := e.clock.Now()
-	h, ok, err := e.st.Host(p)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		h = store.Host{Prefix: p, First: now}
-	}
-	was := h.Class
-	h.Class, h.Reason, h.Last = c, reason, now
-	h.Expires = time.Time{}
+	n.Prefix, n.First, n.Last = p, now, now
 	if ttl > 0 {
-		h.Expires = now.Add(ttl)
+		n.Expires = now.Add(ttl)
 	}
-	if err := e.st.PutHost(h); err != nil {
-		return fmt.Errorf("classify: %s %s: %w", c, p, err)
+	var (
+		old     store.Host
+		existed bool
+	)
+	h, wrote, err := e.st.UpdateHost(p, func(o store.Host, ok bool) (store.Host, bool) {
+		old, existed = o, ok
+		if ok && !force && !replaces(n, o) {
+			return o, false
+		}
+		w := n
+		if ok {
+			w.First = o.First
+		}
+		return w, true
+	})
+	if err != nil {
+		return h, false, fmt.Errorf("classify: %s %s: %w", n.Class, p, err)
 	}
-	e.changed(p, was, ok, c, reason, now)
+	if !wrote {
+		return h, false, nil
+	}
+	e.changed(p, old, existed, h)
 	if durable {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return e.st.Flush(ctx)
+		return h, true, e.st.Flush(ctx)
 	}
-	return nil
+	return h, true, nil
 }

@@ -175,6 +175,14 @@ func TestRcptGreylist(t *testing.T) {
 	if d.Action != Pass || d.Reason != "greylist: retried after 10m0s" {
 		t.Fatalf("retry = %+v, want pass", d)
 	}
+	// A pass lets the message go to the backend; only the backend's
+	// acceptance makes the host white.
+	if h = f.host(t, "198.51.100.1"); h.Class != store.Grey {
+		t.Fatalf("host after a pass, before any accepted message = %+v, want still grey", h)
+	}
+	if _, err := f.eng.Accepted(client, "alice@example.org", d.Reason); err != nil {
+		t.Fatal(err)
+	}
 	h = f.host(t, "198.51.100.1")
 	now := f.clk.Now()
 	if h.Class != store.White || !h.Expires.Equal(now.Add(whiteTTL)) || !h.First.Equal(t0) || !h.Last.Equal(now) {
@@ -203,19 +211,24 @@ func TestRcptDeferRefreshesGreyAtMostOnceAMinute(t *testing.T) {
 	}
 }
 
-func TestRcptDeferNeverDemotes(t *testing.T) {
-	for _, c := range []store.Class{store.White, store.Black} {
-		t.Run(c.String(), func(t *testing.T) {
+// The class is read again at every RCPT, and a RCPT never changes an
+// operator's entry: white passes at once, black goes to the tarpit.
+func TestRcptFollowsClassNeverDemotes(t *testing.T) {
+	for _, tc := range []struct {
+		class store.Class
+		want  Action
+	}{{store.White, Pass}, {store.Black, Black}} {
+		t.Run(tc.class.String(), func(t *testing.T) {
 			f := newFixture(t, Config{})
-			f.put(t, "198.51.100.1", c, "operator", time.Time{})
+			f.put(t, "198.51.100.1", tc.class, "operator", time.Time{})
 			f.clk.Advance(time.Hour)
 			d, err := f.eng.Rcpt(ip("198.51.100.1"), "a@example.org", "b@example.net")
-			if err != nil || d.Action != Defer {
-				t.Fatalf("Rcpt = %+v, %v; want defer", d, err)
+			if err != nil || d.Action != tc.want {
+				t.Fatalf("Rcpt = %+v, %v; want %v", d, err, tc.want)
 			}
 			h := f.host(t, "198.51.100.1")
-			if h.Class != c || h.Reason != "operator" || !h.Expires.IsZero() {
-				t.Errorf("host = %+v, want it left %v", h, c)
+			if h.Class != tc.class || h.Reason != "operator" || !h.Expires.IsZero() {
+				t.Errorf("host = %+v, want it left %v", h, tc.class)
 			}
 		})
 	}
@@ -252,14 +265,14 @@ func TestMail(t *testing.T) {
 
 func TestEarlyTalkerAndBlacklist(t *testing.T) {
 	f := newFixture(t, Config{})
-	if err := f.eng.EarlyTalker(ip("::ffff:198.51.100.1")); err != nil {
+	if err := f.eng.EarlyTalker(ip("::ffff:198.51.100.1"), "early talker"); err != nil {
 		t.Fatal(err)
 	}
 	h := f.host(t, "198.51.100.1")
-	if h.Class != store.Black || h.Reason != "early talker" || !h.Expires.Equal(t0.Add(blackTTL)) {
+	if h.Class != store.Black || h.Source != store.SourceEarlyTalk || h.Reason != "early talker" || !h.Expires.Equal(t0.Add(blackTTL)) {
 		t.Errorf("early talker = %+v, want black for black_ttl", h)
 	}
-	if err := f.eng.Blacklist(ip("2001:db8::1"), "dnsbl"); err != nil {
+	if err := f.eng.Blacklist(ip("2001:db8::1"), store.SourceDNSBL, "dnsbl"); err != nil {
 		t.Fatal(err)
 	}
 	h = f.host(t, "2001:db8::1")
@@ -275,7 +288,7 @@ func TestEarlyTalkerAndBlacklist(t *testing.T) {
 func TestSetClassNeverExpires(t *testing.T) {
 	f := newFixture(t, Config{})
 	// A host that was black for a while keeps its first-seen time.
-	f.eng.EarlyTalker(ip("198.51.100.1"))
+	f.eng.EarlyTalker(ip("198.51.100.1"), "early talker")
 	f.clk.Advance(time.Hour)
 	for _, c := range []store.Class{store.White, store.Black} {
 		if err := f.eng.SetClass(store.HostPrefix(ip("198.51.100.1")), c, "operator"); err != nil {
@@ -309,7 +322,7 @@ func TestSetClassGreyForgets(t *testing.T) {
 
 func TestForget(t *testing.T) {
 	f := newFixture(t, Config{})
-	f.eng.EarlyTalker(ip("198.51.100.1"))
+	f.eng.EarlyTalker(ip("198.51.100.1"), "early talker")
 	if err := f.eng.Forget(store.HostPrefix(ip("198.51.100.1"))); err != nil {
 		t.Fatal(err)
 	}

@@ -112,8 +112,11 @@ func simulate(t *testing.T, srv *dnstest.Server, nets, n int, pools bool) simRes
 			delivered = true // spliced: a pool address that passed before
 		} else if d, err := f.eng.Rcpt(client, "alice@gmail-like.test", fmt.Sprintf("u%d@example.org", ev.msg)); err != nil {
 			t.Fatal(err)
-		} else {
-			delivered = d.Action == Pass
+		} else if delivered = d.Action == Pass; delivered {
+			// The backend accepts the message: the host is white.
+			if _, err := f.eng.Accepted(client, "alice@gmail-like.test", d.Reason); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if delivered {
 			res.delivered++

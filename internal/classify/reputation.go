@@ -91,14 +91,14 @@ func (e *Engine) networkVerdict(addr netip.Addr, stored bool, h store.Host) (Ver
 	}
 	if _, reason, ok := r.Drop.Lookup(addr); ok {
 		// Only an operator's own white entry stands against the list.
-		if !(stored && h.Class == store.White && h.Expires.IsZero()) {
-			return Verdict{Class: store.Black, Reason: reason, Static: true}, true
+		if !(stored && h.Class == store.White && SourceOf(h) == store.SourceOperator) {
+			return Verdict{Class: store.Black, Source: store.SourceNetList, Reason: reason, Static: true}, true
 		}
 	}
 	if r.ASN != nil && (!stored || h.Class == store.Grey) {
 		if a, ok := r.ASN.Lookup(addr); ok {
 			if b, ok, _ := e.st.Get(asnKind, a.String()); ok {
-				return Verdict{Class: store.Black, Reason: string(b)}, true
+				return Verdict{Class: store.Black, Source: store.SourceNetList, Reason: string(b)}, true
 			}
 		}
 	}
@@ -130,7 +130,9 @@ func (e *Engine) Lookup(addr netip.Addr, v Verdict) <-chan Verdict {
 
 // DNSBL applies a DNS list score to addr: at or above the threshold the
 // host is black, at or below the allow threshold it is white for the
-// allow TTL (no greylisting), in between nothing changes.
+// allow TTL (no greylisting), in between nothing changes. Stronger
+// evidence already stored stands (precedence.go): an allow list never
+// undoes what a host did here.
 func (e *Engine) DNSBL(addr netip.Addr, sc reputation.Score) (Verdict, error) {
 	r := e.rep()
 	if r == nil {
@@ -138,40 +140,24 @@ func (e *Engine) DNSBL(addr netip.Addr, sc reputation.Score) (Verdict, error) {
 	}
 	addr = addr.Unmap()
 	p := store.HostPrefix(addr)
+	var (
+		h   store.Host
+		err error
+	)
 	switch {
 	case sc.Total >= r.DNSBLThreshold:
 		reason := fmt.Sprintf("dnsbl: score %d >= %d: %s", sc.Total, r.DNSBLThreshold, sc)
-		return Verdict{Class: store.Black, Reason: reason}, e.setHost(p, store.Black, reason, e.cfg.BlackTTL, false)
+		h, _, err = e.setHost(p, store.Black, store.SourceDNSBL, reason, e.cfg.BlackTTL, false)
 	case sc.Total <= r.AllowThreshold:
 		reason := fmt.Sprintf("dnswl: score %d <= %d: %s", sc.Total, r.AllowThreshold, sc)
-		h, ok, err := e.st.Host(p)
-		if err != nil {
-			return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
-		}
-		if ok && h.Class == store.Black {
-			// Black by a trap or a filter's verdict: an allow
-			// list does not undo what the host did here.
-			return Verdict{Class: store.Black, Reason: h.Reason}, nil
-		}
-		if ok && h.Class == store.White {
-			return Verdict{Class: store.White, Reason: h.Reason}, nil
-		}
-		return Verdict{Class: store.White, Reason: reason}, e.setHost(p, store.White, reason, r.AllowTTL, false)
+		h, _, err = e.setHost(p, store.White, store.SourceDNSWL, reason, r.AllowTTL, false)
+	default:
+		return Verdict{Class: store.Grey, Reason: "dnsbl: score " + strconv.Itoa(sc.Total) + ": " + sc.String()}, nil
 	}
-	return Verdict{Class: store.Grey, Reason: "dnsbl: score " + strconv.Itoa(sc.Total) + ": " + sc.String()}, nil
-}
-
-// whiteNow lets a RCPT through when the host turned white during the
-// session (a DNS allow list answered during the greet delay).
-func (e *Engine) whiteNow(client netip.Addr) (Decision, bool) {
-	if e.rep() == nil {
-		return Decision{}, false
+	if err != nil {
+		return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
 	}
-	h, ok, err := e.st.Lookup(client)
-	if err != nil || !ok || h.Class != store.White {
-		return Decision{}, false
-	}
-	return Decision{Action: Pass, Reason: "white: " + h.Reason}, true
+	return verdictOf(h), nil
 }
 
 // greyCheck is the greylist check, with SPF-aware pools when configured.
@@ -232,7 +218,7 @@ func (e *Engine) Feedback(fb reputation.Feedback) (FeedbackResult, error) {
 	if err != nil {
 		return res, err
 	}
-	operator := stored && h.Expires.IsZero()
+	operator := stored && SourceOf(h) == store.SourceOperator
 	target, ttl := v.Class, time.Duration(0)
 	if fb.Verdict == reputation.Spam && !v.Static && !operator {
 		switch {
@@ -250,10 +236,16 @@ func (e *Engine) Feedback(fb reputation.Feedback) (FeedbackResult, error) {
 		return res, nil
 	}
 	reason := "feedback: " + what
-	if err := e.setHost(p, target, reason, ttl, true); err != nil {
+	nh, wrote, err := e.setHost(p, target, store.SourceFeedback, reason, ttl, true)
+	if err != nil {
 		return res, err
 	}
-	res.Class, res.Changed, res.Reason = target.String(), true, reason
+	if !wrote {
+		// Stronger evidence stands; the verdict is kept in the history.
+		e.record(p, Event{At: now, Reason: reason})
+		return res, nil
+	}
+	res.Class, res.Changed, res.Reason = nh.Class.String(), true, reason
 	return res, nil
 }
 
@@ -327,15 +319,23 @@ func (e *Engine) record(p netip.Prefix, ev Event) {
 	_ = e.st.Put(historyKind, hostKey(p), b, ev.At.Add(historyTTL))
 }
 
-// changed is called by setHost after every store write of a class: it
-// records class changes in the history and feeds network escalation.
-func (e *Engine) changed(p netip.Prefix, was store.Class, existed bool, c store.Class, reason string, now time.Time) {
-	if !existed || was != c {
-		e.record(p, Event{At: now, Class: c.String(), Reason: reason})
+// changed is called after every store write of a class: it records class
+// changes in the history and feeds network escalation. A trap or bait hit
+// counts towards escalation only from a host that was grey and unknown: a
+// hit through a vouched-for host is refused, not blacklisted, and a host
+// that was already listed for something else adds nothing new about its
+// network.
+func (e *Engine) changed(p netip.Prefix, old store.Host, existed bool, h store.Host) {
+	if !existed || old.Class != h.Class {
+		e.record(p, Event{At: h.Last, Class: h.Class.String(), Reason: h.Reason})
 	}
-	if c == store.Black && p.IsSingleIP() && (!existed || was != store.Black) {
-		e.escalate(p.Addr(), now)
+	if h.Class != store.Black || !p.IsSingleIP() || existed && old.Class == store.Black {
+		return
 	}
+	if Proves(h.Source) && existed && SourceOf(old) != store.SourceGreylist {
+		return
+	}
+	e.escalate(p.Addr(), h.Last)
 }
 
 // escalate counts a new black host against its network and its AS, and
@@ -350,12 +350,15 @@ func (e *Engine) escalate(addr netip.Addr, now time.Time) {
 		net := reputation.Network(addr, n.V4Prefix, n.V6Prefix)
 		if c := r.nets.Add(net.String(), addr, now); c >= n.Threshold {
 			h, ok, err := e.st.Host(net)
-			// An operator's entry for the network stands.
-			if err == nil && !(ok && h.Expires.IsZero()) && !(ok && h.Class == store.Black) {
+			// A network already black keeps its expiry; an operator's
+			// entry for it stands (precedence.go).
+			if err == nil && !(ok && h.Class == store.Black) {
 				reason := fmt.Sprintf("network escalation: %d black hosts in %s within %s", c, net, n.Window)
-				if err := e.setHost(net, store.Black, reason, n.TTL, false); err != nil && r.Log != nil {
+				_, wrote, err := e.setHost(net, store.Black, store.SourceEscalation, reason, n.TTL, false)
+				switch {
+				case err != nil && r.Log != nil:
 					r.Log.Warn("escalation: storing network", "net", net.String(), "err", err.Error())
-				} else if r.Log != nil {
+				case wrote && r.Log != nil:
 					r.Log.Info("escalation", "net", net.String(), "black_hosts", c, "ttl", n.TTL.String())
 				}
 			}

@@ -26,8 +26,12 @@ func (f *fixture) whiten(t *testing.T, addr string) {
 	t.Helper()
 	f.eng.Rcpt(ip(addr), "a@sender.example", "u@example.org")
 	f.clk.Advance(5 * time.Minute)
-	if d, err := f.eng.Rcpt(ip(addr), "a@sender.example", "u@example.org"); err != nil || d.Action != Pass {
+	d, err := f.eng.Rcpt(ip(addr), "a@sender.example", "u@example.org")
+	if err != nil || d.Action != Pass {
 		t.Fatalf("greylist retry of %s: %+v %v", addr, d, err)
+	}
+	if _, err := f.eng.Accepted(ip(addr), "a@sender.example", d.Reason); err != nil {
+		t.Fatalf("accepted message from %s: %v", addr, err)
 	}
 }
 
@@ -189,7 +193,7 @@ func TestNetworkEscalation(t *testing.T) {
 	f.eng.SetReputation(Reputation{Nets: reputation.Escalation{Threshold: 3, Window: time.Hour, TTL: 6 * time.Hour}})
 	f.put(t, "192.0.2.200", store.White, "greylist", t0.Add(whiteTTL))
 	for i, addr := range []string{"192.0.2.1", "192.0.2.2"} {
-		if err := f.eng.EarlyTalker(ip(addr)); err != nil {
+		if err := f.eng.EarlyTalker(ip(addr), "early talker"); err != nil {
 			t.Fatal(err)
 		}
 		f.clk.Advance(time.Duration(i+1) * time.Minute)
@@ -198,11 +202,11 @@ func TestNetworkEscalation(t *testing.T) {
 		t.Fatalf("escalated after two hosts: %+v", v)
 	}
 	// Blacklisting the same host again counts once.
-	f.eng.Blacklist(ip("192.0.2.2"), "again")
+	f.eng.Blacklist(ip("192.0.2.2"), store.SourceDNSBL, "again")
 	if v := f.classify(t, "192.0.2.50"); v.Class != store.Grey {
 		t.Fatalf("one host counted twice: %+v", v)
 	}
-	f.eng.Blacklist(ip("192.0.2.3"), "trap hit <x@y>")
+	f.eng.Blacklist(ip("192.0.2.3"), store.SourceTrap, "trap hit <x@y>")
 	v := f.classify(t, "192.0.2.50")
 	if v.Class != store.Black || !strings.HasPrefix(v.Reason, "network escalation: 3 black hosts in 192.0.2.0/24") {
 		t.Fatalf("after three hosts: %+v", v)
@@ -224,9 +228,9 @@ func TestNetworkEscalation(t *testing.T) {
 	// Hosts spread over more than the window do not escalate.
 	g := newFixture(t, Config{})
 	g.eng.SetReputation(Reputation{Nets: reputation.Escalation{Threshold: 2, Window: time.Hour}})
-	g.eng.Blacklist(ip("198.51.100.1"), "x")
+	g.eng.Blacklist(ip("198.51.100.1"), store.SourceDNSBL, "x")
 	g.clk.Advance(2 * time.Hour)
-	g.eng.Blacklist(ip("198.51.100.2"), "x")
+	g.eng.Blacklist(ip("198.51.100.2"), store.SourceDNSBL, "x")
 	if v := g.classify(t, "198.51.100.3"); v.Class != store.Grey {
 		t.Errorf("escalated across windows: %+v", v)
 	}
@@ -239,11 +243,11 @@ func TestASNEscalation(t *testing.T) {
 	}
 	f := newFixture(t, Config{})
 	f.eng.SetReputation(Reputation{ASN: tab, Nets: reputation.Escalation{ASNThreshold: 2, Window: time.Hour, TTL: time.Hour}})
-	f.eng.Blacklist(ip("198.51.100.1"), "x")
+	f.eng.Blacklist(ip("198.51.100.1"), store.SourceDNSBL, "x")
 	if v := f.classify(t, "198.51.103.9"); v.Class != store.Grey {
 		t.Fatalf("after one host: %+v", v)
 	}
-	f.eng.Blacklist(ip("198.51.102.1"), "x")
+	f.eng.Blacklist(ip("198.51.102.1"), store.SourceDNSBL, "x")
 	v := f.classify(t, "198.51.103.9")
 	if v.Class != store.Black || !strings.Contains(v.Reason, "AS64500 (BULLETPROOF-EXAMPLE)") {
 		t.Errorf("after two hosts in the AS: %+v", v)
@@ -303,11 +307,18 @@ func TestBadKarmaStaysGreyAfterPass(t *testing.T) {
 	f.feedback(t, spam("192.0.2.1"), "grey")
 	// The old triplet still passes, but the host is not white again.
 	d, err := f.eng.Rcpt(ip("192.0.2.1"), "a@sender.example", "u@example.org")
-	if err != nil || d.Action != Pass || !strings.Contains(d.Reason, "not whitelisted: karma -1.00") {
+	if err != nil || d.Action != Pass {
 		t.Fatalf("RCPT after a spam verdict: %+v %v", d, err)
+	}
+	if v, err := f.eng.Accepted(ip("192.0.2.1"), "a@sender.example", d.Reason); err != nil || v.Class != store.Grey {
+		t.Fatalf("accepted message after a spam verdict: %+v %v, want still grey", v, err)
 	}
 	if v := f.classify(t, "192.0.2.1"); v.Class != store.Grey {
 		t.Errorf("whitelisted again with bad karma: %+v", v)
+	}
+	hist, _ := f.eng.History(store.HostPrefix(ip("192.0.2.1")))
+	if last := hist[len(hist)-1]; !strings.Contains(last.Reason, "not whitelisted: karma -1.00") {
+		t.Errorf("the refused whitening is not in the history: %+v", last)
 	}
 	// Once the karma has faded, a pass whitelists again.
 	f.clk.Advance(40 * 24 * time.Hour) // more than five half-lives

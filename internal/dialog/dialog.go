@@ -160,7 +160,7 @@ func (s *session) greet() bool {
 		if n > 0 {
 			s.cin.n += int64(n)
 			s.res.Verdict, s.res.Reason = "early-talker", fmt.Sprintf("sent %d bytes before the banner", n)
-			if err := s.eng.EarlyTalker(s.client); err != nil {
+			if err := s.eng.EarlyTalker(s.client, "early talker: "+s.res.Reason); err != nil {
 				s.res.Reason += " (not stored: " + err.Error() + ")"
 			}
 			s.toTarpit(tarpit.Start{Pending: buf[:n]})
@@ -338,7 +338,7 @@ func (s *session) command(c smtp.Command) bool {
 		// else it is a client speaking out of turn, like an early
 		// talker: black, and the rest of the session is the tarpit's.
 		s.res.Verdict, s.res.Reason = "early-talker", "PROXY header from an untrusted client"
-		if err := s.eng.EarlyTalker(s.client); err != nil {
+		if err := s.eng.EarlyTalker(s.client, "early talker: "+s.res.Reason); err != nil {
 			s.res.Reason += " (not stored: " + err.Error() + ")"
 		}
 		s.toTarpit(tarpit.Start{Greeted: true, Reply: "500 5.5.2 Error: command not recognized\r\n", Pending: s.r.Pending()})
@@ -887,6 +887,9 @@ func (s *session) data(b *backendConn) (*backendConn, bool) {
 	}
 	if final.Code == 250 {
 		s.res.Messages++
+		if _, err := s.eng.Accepted(s.client, s.sender, s.res.Reason); err != nil {
+			s.res.Reason += " (not whitelisted: " + err.Error() + ")"
+		}
 	}
 	return b, s.write(final.String())
 }

@@ -64,11 +64,96 @@ func ParseClass(s string) (Class, error) {
 	return Grey, fmt.Errorf("unknown class %q (want white, grey or black)", s)
 }
 
+// Source is the kind of evidence that gave a host entry its class. The
+// store keeps it and never interprets it: how strong each source is, and
+// which may replace which, is written once in internal/classify.
+//
+// Both stores encode it in the high four bits of the class byte, so it
+// takes no room and entries written before it existed read as
+// SourceUnknown. There is room for 16 sources.
+type Source uint8
+
+const (
+	// SourceUnknown: an entry written before sources were kept, or
+	// imported from a file that did not say.
+	SourceUnknown Source = iota
+	// SourceOperator: set by hand ("moat hosts white|black", the admin
+	// API). Only the operator changes it.
+	SourceOperator
+	// SourceGreylist: listed grey while its triplets wait out the
+	// greylist.
+	SourceGreylist
+	// SourceAccepted: white because the backend accepted a message from
+	// it after a greylist pass ("those that successfully retry").
+	SourceAccepted
+	// SourceDNSWL: white for a while by a DNS allow list.
+	SourceDNSWL
+	// SourceDNSBL: black by DNS block lists.
+	SourceDNSBL
+	// SourceFeedback: grey or black by the real server's content
+	// filters (karma).
+	SourceFeedback
+	// SourceEscalation: a network made black because many of its hosts
+	// are.
+	SourceEscalation
+	// SourceImport: carried over from another greylister (spamd,
+	// postgrey).
+	SourceImport
+	// SourceTrap: wrote to or from a spamtrap.
+	SourceTrap
+	// SourceBait: harvested a bait address that was then used.
+	SourceBait
+	// SourceEarlyTalk: spoke before the banner (or sent a PROXY header
+	// it had no right to send).
+	SourceEarlyTalk
+	// SourceSmuggling: sent a message end or line ending that only a
+	// lax receiver would take (bare CR, LF or NUL around the final dot).
+	SourceSmuggling
+	// SourceRelay: asked the tarpit, an apparent open relay, to relay
+	// to a domain that is not ours.
+	SourceRelay
+	// SourceNetList: in an imported network list (DROP-style) or an
+	// autonomous system marked by escalation.
+	SourceNetList
+
+	numSources
+)
+
+var sourceNames = [numSources]string{"unknown", "operator", "greylist", "accepted", "dnswl", "dnsbl",
+	"feedback", "escalation", "import", "trap", "bait", "early-talk", "smuggling", "relay", "netlist"}
+
+func (s Source) String() string {
+	if s < numSources {
+		return sourceNames[s]
+	}
+	return fmt.Sprintf("source(%d)", uint8(s))
+}
+
+// ParseSource reads what String writes; "" is SourceUnknown.
+func ParseSource(s string) (Source, error) {
+	if s == "" {
+		return SourceUnknown, nil
+	}
+	for i, n := range sourceNames {
+		if n == s {
+			return Source(i), nil
+		}
+	}
+	return SourceUnknown, fmt.Errorf("unknown source %q", s)
+}
+
+// PackClass is how both stores write a class and its source in one byte.
+func PackClass(c Class, s Source) byte { return byte(c)&0x0f | byte(s)<<4 }
+
+// UnpackClass undoes PackClass.
+func UnpackClass(b byte) (Class, Source) { return Class(b & 0x0f), Source(b >> 4) }
+
 // Host is what moat remembers of one client address or one network.
 // A single address is a /32 (IPv4) or /128 (IPv6) prefix.
 type Host struct {
 	Prefix  netip.Prefix
 	Class   Class
+	Source  Source    // the kind of evidence behind Class
 	Reason  string    // why it has this class: "greylist retry", "trap hit <a@b>", "operator", …
 	First   time.Time // first seen
 	Last    time.Time // last seen
@@ -115,6 +200,16 @@ type Store interface {
 	Host(p netip.Prefix) (Host, bool, error)
 	// PutHost stores h under h.Prefix, replacing what was there.
 	PutHost(h Host) error
+	// UpdateHost replaces the entry stored under exactly p with what fn
+	// returns, atomically with respect to every other UpdateHost of p —
+	// in this process and, for a shared store, on every moat sharing it.
+	// fn gets the live entry (ok false when there is none) and returns
+	// the new one and whether to write it; it may be called more than
+	// once and must not call the store. UpdateHost returns the entry as
+	// it is afterwards and whether fn's entry was written. Class changes
+	// go through it, so that evidence read a moment ago can never
+	// overwrite stronger evidence written since.
+	UpdateHost(p netip.Prefix, fn func(old Host, ok bool) (Host, bool)) (Host, bool, error)
 	// DeleteHost forgets p. It returns ErrNotFound if there was nothing.
 	DeleteHost(p netip.Prefix) error
 	// Hosts calls fn for every unexpired host and network entry until fn

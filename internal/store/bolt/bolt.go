@@ -429,24 +429,56 @@ func (s *Store) PutHost(h store.Host) error {
 	if !p.IsValid() {
 		return fmt.Errorf("store: put host: invalid prefix %q", h.Prefix)
 	}
-	v := hval{
-		class:   h.Class,
-		reason:  h.Reason,
-		first:   toNanos(h.First),
-		last:    toNanos(h.Last),
-		expires: toNanos(h.Expires),
-	}
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	if s.closed.Load() {
 		return errClosed
 	}
+	s.putHostLocked(p, h)
+	return nil
+}
+
+// UpdateHost runs fn under the hosts lock: nothing else writes p between
+// fn's read and its write.
+func (s *Store) UpdateHost(p netip.Prefix, fn func(store.Host, bool) (store.Host, bool)) (store.Host, bool, error) {
+	p = normPrefix(p)
+	if !p.IsValid() {
+		return store.Host{}, false, fmt.Errorf("store: update host: invalid prefix %q", p)
+	}
+	now := s.now()
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if s.closed.Load() {
+		return store.Host{}, false, errClosed
+	}
+	var old store.Host
+	v, ok := s.hosts[p]
+	if ok = ok && live(v.expires, now); ok {
+		old = v.host(p)
+	}
+	h, write := fn(old, ok)
+	if !write {
+		return old, false, nil
+	}
+	h.Prefix = p
+	s.putHostLocked(p, h)
+	return h, true, nil
+}
+
+// putHostLocked stores h under p; s.hmu is held.
+func (s *Store) putHostLocked(p netip.Prefix, h store.Host) {
 	if _, ok := s.hosts[p]; !ok {
 		s.addNet(p)
 	}
-	s.hosts[p] = v
+	s.hosts[p] = hval{
+		class:   h.Class,
+		source:  h.Source,
+		reason:  h.Reason,
+		first:   toNanos(h.First),
+		last:    toNanos(h.Last),
+		expires: toNanos(h.Expires),
+	}
 	s.hostDirty[p] = struct{}{}
-	return nil
 }
 
 // DeleteHost forgets p; ErrNotFound if there was no unexpired entry.

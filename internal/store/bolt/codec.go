@@ -13,7 +13,7 @@ import (
 // is Unix nanoseconds as an int64, 0 meaning the zero time.
 //
 //	meta      "version" → uint32
-//	hosts     prefix (netip.Prefix binary form) → class u8 | first | last | expires | reason
+//	hosts     prefix (netip.Prefix binary form) → class u8 (source in its high 4 bits) | first | last | expires | reason
 //	triplets  tripletKey (16 bytes) → first | last | expires | count u32
 //	traps     address → empty
 //	counters  name → int64
@@ -106,6 +106,7 @@ func decodeTriplet(b []byte) (tval, error) {
 // hval is what memory keeps of a host or network entry.
 type hval struct {
 	class                store.Class
+	source               store.Source
 	reason               string
 	first, last, expires int64
 }
@@ -114,6 +115,7 @@ func (v hval) host(p netip.Prefix) store.Host {
 	return store.Host{
 		Prefix:  p,
 		Class:   v.class,
+		Source:  v.source,
 		Reason:  v.reason,
 		First:   fromNanos(v.first),
 		Last:    fromNanos(v.last),
@@ -135,7 +137,7 @@ func decodeHostKey(b []byte) (netip.Prefix, error) {
 }
 
 func appendHost(b []byte, v hval) []byte {
-	b = append(b, byte(v.class))
+	b = append(b, store.PackClass(v.class, v.source))
 	b = binary.BigEndian.AppendUint64(b, uint64(v.first))
 	b = binary.BigEndian.AppendUint64(b, uint64(v.last))
 	b = binary.BigEndian.AppendUint64(b, uint64(v.expires))
@@ -146,8 +148,10 @@ func decodeHost(b []byte) (hval, error) {
 	if len(b) < hostHeaderLen {
 		return hval{}, errFormat
 	}
+	class, source := store.UnpackClass(b[0])
 	return hval{
-		class:   store.Class(b[0]),
+		class:   class,
+		source:  source,
 		first:   int64(binary.BigEndian.Uint64(b[1:])),
 		last:    int64(binary.BigEndian.Uint64(b[9:])),
 		expires: int64(binary.BigEndian.Uint64(b[17:])),

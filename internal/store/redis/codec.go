@@ -90,7 +90,7 @@ const hostHdr = 1 + 1 + 3*8
 
 func encodeHost(h store.Host) []byte {
 	b := make([]byte, 0, hostHdr+len(h.Reason))
-	b = append(b, formatV1, byte(h.Class))
+	b = append(b, formatV1, store.PackClass(h.Class, h.Source))
 	b = binary.BigEndian.AppendUint64(b, uint64(toNanos(h.First)))
 	b = binary.BigEndian.AppendUint64(b, uint64(toNanos(h.Last)))
 	b = binary.BigEndian.AppendUint64(b, uint64(toNanos(h.Expires)))
@@ -101,9 +101,11 @@ func decodeHost(p netip.Prefix, b []byte) (store.Host, error) {
 	if len(b) < hostHdr || b[0] != formatV1 {
 		return store.Host{}, errFormat
 	}
+	class, source := store.UnpackClass(b[1])
 	return store.Host{
 		Prefix:  p,
-		Class:   store.Class(b[1]),
+		Class:   class,
+		Source:  source,
 		First:   fromNanos(int64(binary.BigEndian.Uint64(b[2:]))),
 		Last:    fromNanos(int64(binary.BigEndian.Uint64(b[10:]))),
 		Expires: fromNanos(int64(binary.BigEndian.Uint64(b[18:]))),

@@ -123,6 +123,44 @@ func TestChangesReachOtherMoat(t *testing.T) {
 	eventually(t, "a still sees the deleted network", func() bool { return classOf(t, a, "198.51.100.9") == "none" })
 }
 
+// Two moats updating one host at once never lose each other's writes: the
+// compare-and-set runs in Redis, not in either moat's cache.
+func TestUpdateHostAcrossMoats(t *testing.T) {
+	srv := redistest.Start(t)
+	opt := Options{Prefix: newPrefix(), CacheTTL: time.Hour, HealthInterval: time.Hour}
+	a := openOpt(t, srv.URL(0), opt)
+	b := openOpt(t, srv.URL(0), opt)
+	p := netip.MustParsePrefix("192.0.2.77/32")
+	const each = 25
+	done := make(chan error, 2)
+	for _, s := range []*Store{a, b} {
+		go func() {
+			for range each {
+				_, _, err := s.UpdateHost(p, func(old store.Host, ok bool) (store.Host, bool) {
+					old.Reason += "x"
+					return old, true
+				})
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []*Store{a, b} {
+		eventually(t, "a moat does not see every update", func() bool {
+			h, ok, err := s.Host(p)
+			return err == nil && ok && len(h.Reason) == 2*each
+		})
+	}
+}
+
 // The cache answers without Redis while it is fresh, and asks again once
 // its TTL has passed. A change written behind the store's back (no
 // message) shows the difference.

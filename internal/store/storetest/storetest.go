@@ -59,6 +59,8 @@ func Run(t *testing.T, open Open) {
 		{"RecordCopies", testRecordCopies},
 		{"Flush", testFlush},
 		{"Concurrency", testConcurrency},
+		{"UpdateHost", testUpdateHost},
+		{"UpdateHostAtomic", testUpdateHostAtomic},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +87,7 @@ func sameTime(a, b time.Time) bool {
 }
 
 func sameHost(a, b store.Host) bool {
-	return a.Prefix == b.Prefix && a.Class == b.Class && a.Reason == b.Reason &&
+	return a.Prefix == b.Prefix && a.Class == b.Class && a.Source == b.Source && a.Reason == b.Reason &&
 		sameTime(a.First, b.First) && sameTime(a.Last, b.Last) && sameTime(a.Expires, b.Expires)
 }
 
@@ -94,7 +96,7 @@ func sameAttempt(a, b store.Attempt) bool {
 }
 
 func fmtHost(h store.Host) string {
-	return fmt.Sprintf("{%v %v %q first=%v last=%v expires=%v}", h.Prefix, h.Class, h.Reason, h.First.UTC(), h.Last.UTC(), h.Expires.UTC())
+	return fmt.Sprintf("{%v %v/%v %q first=%v last=%v expires=%v}", h.Prefix, h.Class, h.Source, h.Reason, h.First.UTC(), h.Last.UTC(), h.Expires.UTC())
 }
 
 func put(t *testing.T, s store.Store, hs ...store.Host) {
@@ -130,9 +132,9 @@ func wantLookup(t *testing.T, s store.Store, addr, want string) {
 
 func testHostRoundTrip(t *testing.T, s store.Store, c *clock.Fake) {
 	hs := []store.Host{
-		{Prefix: pfx("192.0.2.1/32"), Class: store.White, Reason: "greylist retry",
+		{Prefix: pfx("192.0.2.1/32"), Class: store.White, Source: store.SourceAccepted, Reason: "greylist retry",
 			First: start.Add(-48 * time.Hour), Last: start, Expires: start.Add(36 * 24 * time.Hour)},
-		{Prefix: pfx("2001:db8::1/128"), Class: store.Black, Reason: "trap hit <trap@example.org>",
+		{Prefix: pfx("2001:db8::1/128"), Class: store.Black, Source: store.SourceRelay, Reason: "trap hit <trap@example.org>",
 			First: start, Last: start},
 		{Prefix: pfx("198.51.100.0/24"), Class: store.Grey, Reason: ""},
 		{Prefix: pfx("2001:db8:1::/48"), Class: store.Black, Reason: "operator: ünïcode reason",
@@ -892,7 +894,7 @@ func fill(t *testing.T, s store.Store) contents {
 		hosts: []store.Host{
 			{Prefix: pfx("192.0.2.1/32"), Class: store.White, Reason: "greylist retry", First: start.Add(-time.Hour), Last: start, Expires: start.Add(36 * 24 * time.Hour)},
 			{Prefix: pfx("198.51.100.0/24"), Class: store.Black, Reason: "operator"},
-			{Prefix: pfx("2001:db8::5/128"), Class: store.Black, Reason: "trap hit <t@example.org>", First: start, Last: start},
+			{Prefix: pfx("2001:db8::5/128"), Class: store.Black, Source: store.SourceTrap, Reason: "trap hit <t@example.org>", First: start, Last: start},
 			{Prefix: pfx("2001:db8:1::/48"), Class: store.Grey, Reason: "import"},
 		},
 		triplets: map[store.Triplet]store.Attempt{},
@@ -1085,5 +1087,81 @@ func testReopenAndWrite(t *testing.T, open, reopen func(*clock.Fake) store.Store
 	}
 	if a, ok, _ := s.Triplet(tr); !ok || a.Count != 2 || !a.Last.Equal(start.Add(time.Minute)) {
 		t.Errorf("triplet after two sessions = %+v, %v", a, ok)
+	}
+}
+
+// UpdateHost reads the live entry, writes what fn returns when fn says so,
+// and leaves the entry alone otherwise.
+func testUpdateHost(t *testing.T, s store.Store, c *clock.Fake) {
+	p := pfx("192.0.2.40/32")
+	var seen []bool
+	h, wrote, err := s.UpdateHost(p, func(old store.Host, ok bool) (store.Host, bool) {
+		seen = append(seen, ok)
+		return store.Host{Class: store.Grey, Source: store.SourceGreylist, Reason: "first", Expires: start.Add(time.Hour)}, true
+	})
+	if err != nil || !wrote || h.Prefix != p || h.Reason != "first" {
+		t.Fatalf("first UpdateHost = %v, %v, %v; want the new entry written", h, wrote, err)
+	}
+	if len(seen) == 0 || seen[len(seen)-1] {
+		t.Fatalf("fn saw an entry for an empty prefix")
+	}
+	// fn declines: the entry stays, and is what UpdateHost returns.
+	h, wrote, err = s.UpdateHost(p, func(old store.Host, ok bool) (store.Host, bool) {
+		if !ok || old.Reason != "first" || old.Source != store.SourceGreylist {
+			t.Errorf("fn got %v, %v; want the stored entry", old, ok)
+		}
+		return store.Host{Class: store.White, Reason: "declined"}, false
+	})
+	if err != nil || wrote || h.Reason != "first" {
+		t.Fatalf("declined UpdateHost = %v, %v, %v; want the old entry, not written", h, wrote, err)
+	}
+	if got, ok, _ := s.Host(p); !ok || got.Reason != "first" {
+		t.Fatalf("after a declined update: %v, %v", got, ok)
+	}
+	// An expired entry is no entry.
+	c.Advance(2 * time.Hour)
+	_, _, err = s.UpdateHost(p, func(old store.Host, ok bool) (store.Host, bool) {
+		if ok {
+			t.Errorf("fn got the expired entry %v", old)
+		}
+		return store.Host{Class: store.Black, Source: store.SourceTrap, Reason: "second"}, true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, _ := s.Lookup(ip("192.0.2.40")); !ok || got.Class != store.Black || got.Source != store.SourceTrap {
+		t.Fatalf("Lookup after update = %v, %v; want the black trap entry", got, ok)
+	}
+	if _, _, err := s.UpdateHost(netip.Prefix{}, func(store.Host, bool) (store.Host, bool) { return store.Host{}, true }); err == nil {
+		t.Errorf("UpdateHost of an invalid prefix: no error")
+	}
+}
+
+// Concurrent updates of one host never lose one another: each appends to
+// the reason what it read, as a class change reads the old evidence.
+func testUpdateHostAtomic(t *testing.T, s store.Store, _ *clock.Fake) {
+	p := pfx("2001:db8::40/128")
+	const workers, each = 8, 10
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				_, _, err := s.UpdateHost(p, func(old store.Host, ok bool) (store.Host, bool) {
+					old.Reason += "x"
+					return old, true
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	h, ok, err := s.Host(p)
+	if err != nil || !ok || len(h.Reason) != workers*each {
+		t.Fatalf("after %d concurrent updates the reason has %d marks (%v, %v); want %d", workers*each, len(h.Reason), ok, err, workers*each)
 	}
 }
