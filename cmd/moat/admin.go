@@ -115,8 +115,8 @@ func hostsCmd(cfgPath *string) *cobra.Command {
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(list)
 	for _, cl := range []string{"white", "black"} {
-		cl := cl
-		cmd.AddCommand(&cobra.Command{
+		var force bool
+		set := &cobra.Command{
 			Use:   cl + " IP|CIDR",
 			Short: "make a host or network " + cl + " until you change it",
 			Args:  cobra.ExactArgs(1),
@@ -124,14 +124,22 @@ func hostsCmd(cfgPath *string) *cobra.Command {
 				if _, err := admin.ParseTarget(args[0]); err != nil {
 					return err
 				}
-				err := op.do("POST", "/v1/hosts", map[string]string{"ip": args[0], "class": cl}, nil,
-					func(s *admin.Service) (any, error) { return nil, s.SetClass(args[0], cl) })
-				if err == nil {
-					fmt.Fprintf(c.OutOrStdout(), "%s is %s\n", args[0], cl)
+				var res struct{ Stored string }
+				err := op.do("POST", "/v1/hosts", map[string]any{"ip": args[0], "class": cl, "force": force}, &res,
+					func(s *admin.Service) (any, error) {
+						p, err := s.SetClass(args[0], cl, force)
+						return map[string]string{"stored": p.String()}, err
+					})
+				if err != nil {
+					return err
 				}
-				return err
+				// Say what was stored: 192.0.2.7/24 is 192.0.2.0/24.
+				fmt.Fprintf(c.OutOrStdout(), "%s is %s\n", res.Stored, cl)
+				return nil
 			},
-		})
+		}
+		set.Flags().BoolVar(&force, "force", false, "allow a network wider than a /16 (IPv4) or a /32 (IPv6)")
+		cmd.AddCommand(set)
 	}
 	cmd.AddCommand(hostsShowCmd(op)) // hosts_show.go
 	cmd.AddCommand(&cobra.Command{

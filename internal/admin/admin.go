@@ -131,17 +131,43 @@ func view(h store.Host) HostView {
 	return v
 }
 
-// SetClass makes target white or black, or forgets it for grey.
-func (s *Service) SetClass(target, class string) error {
+// Widest networks the operator may list without saying he means it: a
+// typo like 0.0.0.0/0 or 2001:db8::/3 would otherwise blacklist (or
+// whitelist) a good part of the Internet.
+const (
+	widestV4 = 16
+	widestV6 = 32
+)
+
+// SetClass makes target white or black, or forgets it for grey, and
+// returns the network it stored (host bits cleared: 192.0.2.7/24 is
+// 192.0.2.0/24). A network wider than a /16 (IPv4) or a /32 (IPv6) is
+// refused unless force is set.
+func (s *Service) SetClass(target, class string, force bool) (netip.Prefix, error) {
 	p, err := ParseTarget(target)
 	if err != nil {
-		return err
+		return p, err
 	}
 	c, err := store.ParseClass(class)
 	if err != nil {
-		return err
+		return p, err
 	}
-	return s.Eng.SetClass(p, c, "operator")
+	if err := checkWidth(p, c, force); err != nil {
+		return p, err
+	}
+	return p, s.Eng.SetClass(p, c, "operator")
+}
+
+// checkWidth refuses a network too wide to be meant, unless forced.
+func checkWidth(p netip.Prefix, c store.Class, force bool) error {
+	widest := widestV4
+	if p.Addr().Is6() {
+		widest = widestV6
+	}
+	if force || c == store.Grey || p.Bits() >= widest {
+		return nil
+	}
+	return badRequest{fmt.Errorf("%s covers more than a /%d: making it %s needs --force (\"force\": true in the API) if you mean it", p, widest, c)}
 }
 
 // Forget removes what moat remembers of target.
@@ -220,12 +246,16 @@ func (s *Service) Handler() http.Handler {
 		reply(w, hs, err)
 	})
 	mux.HandleFunc("POST /v1/hosts", func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ IP, Class string }
+		var req struct {
+			IP, Class string
+			Force     bool
+		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			reply(w, nil, badRequest{err})
 			return
 		}
-		reply(w, map[string]string{"ip": req.IP, "class": req.Class}, s.SetClass(req.IP, req.Class))
+		p, err := s.SetClass(req.IP, req.Class, req.Force)
+		reply(w, map[string]string{"ip": req.IP, "class": req.Class, "stored": p.String()}, err)
 	})
 	mux.HandleFunc("DELETE /v1/hosts/{ip...}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"forgotten": r.PathValue("ip")}, s.Forget(r.PathValue("ip")))

@@ -139,11 +139,11 @@ func TestHosts(t *testing.T) {
 
 func TestSetClassAndForget(t *testing.T) {
 	f := newFixture(t)
-	if err := f.svc.SetClass("192.0.2.7", "black"); err != nil {
+	if _, err := f.svc.SetClass("192.0.2.7", "black", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.SetClass("198.51.100.0/24", "white"); err != nil {
-		t.Fatal(err)
+	if p, err := f.svc.SetClass("198.51.100.77/24", "white", false); err != nil || p.String() != "198.51.100.0/24" {
+		t.Fatalf("SetClass(198.51.100.77/24) stored %v, %v; want 198.51.100.0/24", p, err)
 	}
 	hs, _ := f.svc.Hosts("")
 	if got := ips(hs); !reflect.DeepEqual(got, []string{"192.0.2.7", "198.51.100.0/24"}) {
@@ -160,7 +160,7 @@ func TestSetClassAndForget(t *testing.T) {
 	}
 
 	// grey forgets.
-	if err := f.svc.SetClass("192.0.2.7", "grey"); err != nil {
+	if _, err := f.svc.SetClass("192.0.2.7", "grey", false); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.svc.Forget("198.51.100.0/24"); err != nil {
@@ -175,8 +175,8 @@ func TestSetClassAndForget(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"bad target", f.svc.SetClass("mx.example.org", "black"), `"mx.example.org"`},
-		{"bad class", f.svc.SetClass("192.0.2.7", "purple"), `"purple"`},
+		{"bad target", second(f.svc.SetClass("mx.example.org", "black", false)), `"mx.example.org"`},
+		{"bad class", second(f.svc.SetClass("192.0.2.7", "purple", false)), `"purple"`},
 		{"forget bad target", f.svc.Forget("192.0.2.300"), `"192.0.2.300"`},
 		{"forget unknown", f.svc.Forget("192.0.2.99"), "192.0.2.99"},
 	}
@@ -184,6 +184,37 @@ func TestSetClassAndForget(t *testing.T) {
 		if b.err == nil || !strings.Contains(b.err.Error(), b.want) {
 			t.Errorf("%s: %v, want an error naming %s", b.name, b.err, b.want)
 		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+// An operator's typo must not blacklist a good part of the Internet: a
+// network wider than a /16 or a /32 needs force.
+func TestSetClassTooWideNeedsForce(t *testing.T) {
+	f := newFixture(t)
+	for _, target := range []string{"0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/15", "::/0", "2001:db8::/31"} {
+		for _, class := range []string{"black", "white"} {
+			_, err := f.svc.SetClass(target, class, false)
+			if err == nil || !strings.Contains(err.Error(), "--force") {
+				t.Errorf("SetClass(%s, %s) without force: %v, want a refusal naming --force", target, class, err)
+			}
+		}
+	}
+	if hs, _ := f.svc.Hosts(""); len(hs) != 0 {
+		t.Fatalf("refused networks were stored: %v", ips(hs))
+	}
+	for _, target := range []string{"192.168.0.0/16", "2001:db8::/32"} {
+		if _, err := f.svc.SetClass(target, "black", false); err != nil {
+			t.Errorf("SetClass(%s): %v", target, err)
+		}
+	}
+	if _, err := f.svc.SetClass("10.0.0.0/8", "black", true); err != nil {
+		t.Errorf("SetClass(10.0.0.0/8, force): %v", err)
+	}
+	var e apiError
+	if code := call(t, f.svc.Handler(), "POST", "/v1/hosts", map[string]any{"ip": "0.0.0.0/0", "class": "black"}, &e); code != 400 || !strings.Contains(e.Error, "--force") {
+		t.Errorf("POST /v1/hosts 0.0.0.0/0: %d %q, want 400 naming --force", code, e.Error)
 	}
 }
 
