@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"moat/internal/classify"
-	"moat/internal/config"
+	"moat/internal/prefix"
 	"moat/internal/store"
 	"moat/internal/traps"
 )
@@ -76,7 +76,7 @@ type Service struct {
 
 // ParseTarget accepts an address or a CIDR.
 func ParseTarget(s string) (netip.Prefix, error) {
-	p, err := config.ParsePrefix(s)
+	p, err := prefix.Parse(s)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
 	}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"moat/internal/prefix"
 )
 
 // Config is the validated configuration. Durations are parsed, CIDRs are
@@ -469,30 +471,8 @@ func (p *parser) cidrs(dst *[]netip.Prefix, key string, v *[]string) {
 	*dst = out
 }
 
-// ParsePrefix accepts a CIDR or a single address (taken as /32 or /128).
-// The prefix is masked, so "192.0.2.7/24" means 192.0.2.0/24.
-func ParsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		if p.Addr().Is4In6() {
-			if p.Bits() < 96 {
-				return netip.Prefix{}, fmt.Errorf("%s: an IPv4-mapped prefix shorter than /96 names no IPv4 network", s)
-			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
+// ParsePrefix is prefix.Parse, kept for callers that named it here.
+func ParsePrefix(s string) (netip.Prefix, error) { return prefix.Parse(s) }
 
 // ParseDuration is time.ParseDuration plus a "d" (day) unit, because mail
 // administrators think of white_ttl in days.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"moat/internal/clock"
+	"moat/internal/prefix"
 	"moat/internal/store"
 )
 
@@ -77,13 +78,7 @@ func New(cfg Config, st store.Store, c clock.Clock) *Greylist {
 
 // Net folds a client address to its greylist network.
 func (g *Greylist) Net(client netip.Addr) netip.Prefix {
-	client = client.Unmap()
-	bits := g.cfg.IPv6Prefix
-	if client.Is4() {
-		bits = g.cfg.IPv4Prefix
-	}
-	p, _ := client.Prefix(bits)
-	return p
+	return prefix.Fold(client, g.cfg.IPv4Prefix, g.cfg.IPv6Prefix)
 }
 
 // Triplet builds the greylist key. sender and rcpt must already be

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"moat/internal/prefix"
 )
 
 // Counter counts distinct black hosts per key (a network, an AS number)
@@ -77,16 +79,8 @@ func (c *Counter) sweep(now time.Time) {
 }
 
 // Network folds addr to its escalation network: /v4 bits for IPv4, /v6
-// bits for IPv6.
-func Network(addr netip.Addr, v4, v6 int) netip.Prefix {
-	addr = addr.Unmap()
-	bits := v6
-	if addr.Is4() {
-		bits = v4
-	}
-	p, _ := addr.Prefix(bits)
-	return p
-}
+// bits for IPv6 (prefix.Fold, the one folding every package uses).
+func Network(addr netip.Addr, v4, v6 int) netip.Prefix { return prefix.Fold(addr, v4, v6) }
 
 // Escalation holds the thresholds of network escalation.
 type Escalation struct {

@@ -25,6 +25,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"moat/internal/prefix"
 )
 
 // Class is what a client host deserves.
@@ -260,7 +262,7 @@ type Store interface {
 }
 
 // TripletID is a triplet's identity in a store: the first 16 bytes of the
-// SHA-256 of its fields, with Net in the one spelling NormPrefix gives. A
+// SHA-256 of its fields, with Net in the one spelling prefix.Norm gives. A
 // fixed-size key keeps an entry small whatever the length of the
 // addresses; a cryptographic hash keeps it the same across restarts,
 // machines and stores (an export from one store imports into another), and
@@ -270,7 +272,7 @@ type TripletID [16]byte
 
 // ID returns t's TripletID.
 func (t Triplet) ID() TripletID {
-	p := NormPrefix(t.Net)
+	p := prefix.Norm(t.Net)
 	var buf [192]byte
 	b := buf[:0]
 	a := p.Addr().As16()
@@ -307,27 +309,9 @@ func ParseTripletID(s string) (TripletID, error) {
 	return id, nil
 }
 
-// NormPrefix gives every prefix one spelling: host bits cleared, no zone,
-// and IPv4-mapped IPv6 prefixes turned into IPv4 ones, so that
-// ::ffff:192.0.2.1/128 and 192.0.2.1/32 are the same host. An invalid
-// prefix is returned as it is.
-func NormPrefix(p netip.Prefix) netip.Prefix {
-	if !p.IsValid() {
-		return p
-	}
-	a, bits := p.Addr().WithZone(""), p.Bits()
-	if a.Is4In6() && bits >= 96 {
-		a, bits = a.Unmap(), bits-96
-	}
-	return netip.PrefixFrom(a, bits).Masked()
-}
-
-// HostPrefix returns the single-address prefix of addr (/32 or /128),
-// with IPv4-mapped IPv6 addresses unmapped first.
-func HostPrefix(addr netip.Addr) netip.Prefix {
-	addr = addr.Unmap()
-	return netip.PrefixFrom(addr, addr.BitLen())
-}
+// HostPrefix is prefix.Host: the key a single client address is stored
+// under. It stays here because the engine and many tests name it so.
+func HostPrefix(addr netip.Addr) netip.Prefix { return prefix.Host(addr) }
 
 var (
 	minTime = time.Unix(0, math.MinInt64+1)

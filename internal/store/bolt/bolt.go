@@ -31,6 +31,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"moat/internal/clock"
+	"moat/internal/prefix"
 	"moat/internal/store"
 )
 
@@ -397,7 +398,7 @@ func (s *Store) Lookup(addr netip.Addr) (store.Host, bool, error) {
 	now := s.now()
 	s.hmu.RLock()
 	defer s.hmu.RUnlock()
-	p := netip.PrefixFrom(addr, addr.BitLen())
+	p := prefix.Host(addr)
 	if v, ok := s.hosts[p]; ok && live(v.expires, now) {
 		return v.host(p), true, nil
 	}
@@ -412,7 +413,7 @@ func (s *Store) Lookup(addr netip.Addr) (store.Host, bool, error) {
 
 // Host returns the entry stored under exactly p.
 func (s *Store) Host(p netip.Prefix) (store.Host, bool, error) {
-	p = normPrefix(p)
+	p = prefix.Norm(p)
 	now := s.now()
 	s.hmu.RLock()
 	v, ok := s.hosts[p]
@@ -425,7 +426,7 @@ func (s *Store) Host(p netip.Prefix) (store.Host, bool, error) {
 
 // PutHost stores h under its prefix with the host bits cleared.
 func (s *Store) PutHost(h store.Host) error {
-	p := normPrefix(h.Prefix)
+	p := prefix.Norm(h.Prefix)
 	if !p.IsValid() {
 		return fmt.Errorf("store: put host: invalid prefix %q", h.Prefix)
 	}
@@ -441,7 +442,7 @@ func (s *Store) PutHost(h store.Host) error {
 // UpdateHost runs fn under the hosts lock: nothing else writes p between
 // fn's read and its write.
 func (s *Store) UpdateHost(p netip.Prefix, fn func(store.Host, bool) (store.Host, bool)) (store.Host, bool, error) {
-	p = normPrefix(p)
+	p = prefix.Norm(p)
 	if !p.IsValid() {
 		return store.Host{}, false, fmt.Errorf("store: update host: invalid prefix %q", p)
 	}
@@ -483,7 +484,7 @@ func (s *Store) putHostLocked(p netip.Prefix, h store.Host) {
 
 // DeleteHost forgets p; ErrNotFound if there was no unexpired entry.
 func (s *Store) DeleteHost(p netip.Prefix) error {
-	p = normPrefix(p)
+	p = prefix.Norm(p)
 	now := s.now()
 	s.hmu.Lock()
 	defer s.hmu.Unlock()

@@ -300,20 +300,6 @@ func TestCommitFailureKeepsWrites(t *testing.T) {
 	}
 }
 
-func TestNormPrefix(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"192.0.2.7/24", "192.0.2.0/24"},
-		{"::ffff:192.0.2.7/128", "192.0.2.7/32"},
-		{"::ffff:192.0.2.0/120", "192.0.2.0/24"},
-		{"2001:db8::1/64", "2001:db8::/64"},
-		{"::/0", "::/0"},
-	} {
-		if got := normPrefix(netip.MustParsePrefix(tc.in)); got != netip.MustParsePrefix(tc.want) {
-			t.Errorf("normPrefix(%s) = %v, want %s", tc.in, got, tc.want)
-		}
-	}
-}
-
 // TestTripletKeyStable pins the on-disk key: changing how it is computed
 // would silently forget every stored triplet.
 func TestTripletKeyStable(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"moat/internal/prefix"
 	"moat/internal/store"
 )
 
@@ -61,20 +62,6 @@ type tval struct {
 // tripletKey is store.Triplet.ID: the same key in every store, so an
 // export from one imports into another.
 func tripletKey(t store.Triplet) tkey { return tkey(t.ID()) }
-
-// normPrefix gives every prefix one spelling: host bits cleared, no zone,
-// and IPv4-mapped IPv6 prefixes turned into IPv4 ones, so that
-// ::ffff:192.0.2.1/128 and 192.0.2.1/32 are the same host.
-func normPrefix(p netip.Prefix) netip.Prefix {
-	if !p.IsValid() {
-		return p
-	}
-	a, bits := p.Addr().WithZone(""), p.Bits()
-	if a.Is4In6() && bits >= 96 {
-		a, bits = a.Unmap(), bits-96
-	}
-	return netip.PrefixFrom(a, bits).Masked()
-}
 
 // toNanos and fromNanos are the shared time encoding of both stores.
 func toNanos(t time.Time) int64 { return store.UnixNanos(t) }
@@ -133,7 +120,7 @@ func decodeHostKey(b []byte) (netip.Prefix, error) {
 	if err := p.UnmarshalBinary(b); err != nil || !p.IsValid() {
 		return netip.Prefix{}, errFormat
 	}
-	return normPrefix(p), nil
+	return prefix.Norm(p), nil
 }
 
 func appendHost(b []byte, v hval) []byte {

@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"moat/internal/prefix"
 	"moat/internal/store"
 )
 
@@ -77,7 +78,7 @@ func (s *Store) Lookup(addr netip.Addr) (store.Host, bool, error) {
 	}
 	addr = addr.Unmap().WithZone("")
 	var buf [16]netip.Prefix
-	cands := append(buf[:0], netip.PrefixFrom(addr, addr.BitLen()))
+	cands := append(buf[:0], prefix.Host(addr))
 	for _, bits := range s.netLens.Load()[fam(addr)] {
 		p, _ := addr.Prefix(bits)
 		cands = append(cands, p)
@@ -87,7 +88,7 @@ func (s *Store) Lookup(addr netip.Addr) (store.Host, bool, error) {
 
 // Host returns the entry stored under exactly p.
 func (s *Store) Host(p netip.Prefix) (store.Host, bool, error) {
-	p = store.NormPrefix(p)
+	p = prefix.Norm(p)
 	if !p.IsValid() {
 		return store.Host{}, false, nil
 	}
@@ -191,7 +192,7 @@ func (s *Store) lookup(cands []netip.Prefix) (store.Host, bool, error) {
 
 // PutHost stores h under its prefix with the host bits cleared.
 func (s *Store) PutHost(h store.Host) error {
-	p := store.NormPrefix(h.Prefix)
+	p := prefix.Norm(h.Prefix)
 	if !p.IsValid() {
 		return fmt.Errorf("store: put host: invalid prefix %q", h.Prefix)
 	}
@@ -213,7 +214,7 @@ func (s *Store) PutHost(h store.Host) error {
 // there was one is asked of Redis, not of the cache: another moat may
 // have changed it a moment ago.
 func (s *Store) DeleteHost(p netip.Prefix) error {
-	p = store.NormPrefix(p)
+	p = prefix.Norm(p)
 	if !p.IsValid() {
 		return store.ErrNotFound
 	}

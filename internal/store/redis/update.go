@@ -10,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"moat/internal/prefix"
 	"moat/internal/store"
 )
 
@@ -38,7 +39,7 @@ func (l *updateLocks) of(p netip.Prefix) *sync.Mutex {
 // it, as for every other write. Class changes are rare, so the round
 // trips this costs are not on any hot path.
 func (s *Store) UpdateHost(p netip.Prefix, fn func(store.Host, bool) (store.Host, bool)) (store.Host, bool, error) {
-	p = store.NormPrefix(p)
+	p = prefix.Norm(p)
 	if !p.IsValid() {
 		return store.Host{}, false, fmt.Errorf("store: update host: invalid prefix %q", p)
 	}
