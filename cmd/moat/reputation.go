@@ -23,11 +23,11 @@ func reputationPolicy(cfg *config.Config) classify.Reputation {
 	return classify.Reputation{
 		DNSBLThreshold: r.DNSBLThreshold,
 		AllowThreshold: r.DNSBLAllowThreshold,
-		AllowTTL:       r.DNSBLAllowTTL,
+		AllowTTL:       r.DNSBLAllowTTL.Duration,
 		Nets: reputation.Escalation{
 			Threshold:    r.NetThreshold,
-			Window:       r.NetWindow,
-			TTL:          r.NetTTL,
+			Window:       r.NetWindow.Duration,
+			TTL:          r.NetTTL.Duration,
 			V4Prefix:     r.NetPrefixV4,
 			V6Prefix:     r.NetPrefixV6,
 			ASNThreshold: r.ASNThreshold,
@@ -35,7 +35,7 @@ func reputationPolicy(cfg *config.Config) classify.Reputation {
 		Karma: reputation.KarmaPolicy{
 			SpamWeight: r.KarmaSpamWeight,
 			HamWeight:  r.KarmaHamWeight,
-			HalfLife:   r.KarmaHalfLife,
+			HalfLife:   r.KarmaHalfLife.Duration,
 			GreyBelow:  r.KarmaGreyBelow,
 			BlackBelow: r.KarmaBlackBelow,
 		},
@@ -58,14 +58,14 @@ func startReputation(ctx context.Context, cfg *config.Config, eng *classify.Engi
 		}
 	}
 	if len(rc.DNSBL) > 0 && len(servers) > 0 {
-		d, err := reputation.NewDNSBL(reputation.DNSBLConfig{Sites: rc.Sites(), Servers: servers, Timeout: rc.DNSBLTimeout, Log: log})
+		d, err := reputation.NewDNSBL(reputation.DNSBLConfig{Sites: rc.DNSBL, Servers: servers, Timeout: rc.DNSBLTimeout.Duration, Log: log})
 		if err != nil {
 			return fmt.Errorf("config: reputation.dnsbl: %w", err)
 		}
 		rep.DNSBL = d
 	}
 	if rc.SPFPools && len(servers) > 0 {
-		rep.Pools = greylist.NewPools(greylist.PoolsConfig{Servers: servers, Timeout: rc.DNSBLTimeout})
+		rep.Pools = greylist.NewPools(greylist.PoolsConfig{Servers: servers, Timeout: rc.DNSBLTimeout.Duration})
 	}
 	if len(rc.DropLists) > 0 {
 		d, err := reputation.LoadDrop(rc.DropLists...)

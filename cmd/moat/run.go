@@ -65,9 +65,9 @@ func openStore(cfg *config.Config) (store.Store, error) {
 	}
 	return redis.Open(cfg.Store, redis.Options{
 		Prefix:   cfg.Redis.Prefix,
-		Timeout:  cfg.Redis.Timeout,
-		CacheTTL: cfg.Redis.CacheTTL,
-		StaleTTL: cfg.Redis.StaleTTL,
+		Timeout:  cfg.Redis.Timeout.Duration,
+		CacheTTL: cfg.Redis.CacheTTL.Duration,
+		StaleTTL: cfg.Redis.StaleTTL.Duration,
 		Log:      newLogger(cfg),
 	})
 }
@@ -83,18 +83,18 @@ func newEngine(cfg *config.Config, st store.Store) (*classify.Engine, *traps.Set
 	}
 	c := clock.Real{}
 	g := greylist.New(greylist.Config{
-		MinRetry:    cfg.Greylist.MinRetry,
-		RetryWindow: cfg.Greylist.RetryWindow,
-		PassTTL:     cfg.Greylist.WhiteTTL,
+		MinRetry:    cfg.Greylist.MinRetry.Duration,
+		RetryWindow: cfg.Greylist.RetryWindow.Duration,
+		PassTTL:     cfg.Greylist.WhiteTTL.Duration,
 		IPv4Prefix:  cfg.Greylist.IPv4Prefix,
 		IPv6Prefix:  cfg.Greylist.IPv6Prefix,
 	}, st, c)
 	eng := classify.New(classify.Config{
-		Whitelist: cfg.Whitelist,
-		Blacklist: cfg.Blacklist,
-		BlackTTL:  cfg.BlackTTL,
-		WhiteTTL:  cfg.Greylist.WhiteTTL,
-		GreyTTL:   cfg.Greylist.RetryWindow,
+		Whitelist: cfg.Whitelist.Nets(),
+		Blacklist: cfg.Blacklist.Nets(),
+		BlackTTL:  cfg.BlackTTL.Duration,
+		WhiteTTL:  cfg.Greylist.WhiteTTL.Duration,
+		GreyTTL:   cfg.Greylist.RetryWindow.Duration,
 	}, st, c, g, ts)
 	eng.SetReputation(reputationPolicy(cfg)) // the daemon adds DNS and lists in startReputation
 	return eng, ts, nil
@@ -122,14 +122,14 @@ func run(cfg *config.Config) error {
 	dialer := &relay.Dialer{Addr: cfg.Backend, Proxy: cfg.BackendProxyProtocol}
 	dcfg := &dialog.Config{
 		Hostname:       cfg.Hostname,
-		GreetDelay:     cfg.Greylist.GreetDelay,
+		GreetDelay:     cfg.Greylist.GreetDelay.Duration,
 		MaxRcpts:       cfg.Limits.MaxRcpts,
 		MaxCommands:    cfg.Limits.MaxCommands,
 		MaxErrors:      cfg.Limits.MaxErrors,
-		MaxMessageSize: cfg.Limits.MaxMessageSize,
-		IdleTimeout:    cfg.Limits.IdleTimeout,
-		DataTimeout:    cfg.Limits.DataTimeout,
-		BackendTimeout: cfg.Limits.BackendTimeout,
+		MaxMessageSize: int64(cfg.Limits.MaxMessageSize),
+		IdleTimeout:    cfg.Limits.IdleTimeout.Duration,
+		DataTimeout:    cfg.Limits.DataTimeout.Duration,
+		BackendTimeout: cfg.Limits.BackendTimeout.Duration,
 		TLS:            tlsCfg,
 	}
 	miner, err := newMiner(cfg, st, eng, log)
@@ -141,15 +141,15 @@ func run(cfg *config.Config) error {
 		Hostname:       cfg.Hostname,
 		MaxConns:       cfg.Limits.MaxConns,
 		MaxConnsPerIP:  cfg.Limits.MaxConnsPerIP,
-		TrustedProxies: cfg.TrustedProxies,
+		TrustedProxies: cfg.TrustedProxies.Nets(),
 	}, eng, dialer, dcfg, log)
 	tp, err := tarpit.New(tarpit.Config{
 		Hostname:    cfg.Hostname,
-		Stutter:     cfg.Tarpit.Stutter,
+		Stutter:     cfg.Tarpit.Stutter.Duration,
 		MaxConns:    cfg.Tarpit.MaxConns,
-		MaxBytes:    cfg.Tarpit.MaxBytes,
-		MaxDuration: cfg.Tarpit.MaxDuration,
-		IdleTimeout: cfg.Tarpit.IdleTimeout,
+		MaxBytes:    int64(cfg.Tarpit.MaxBytes),
+		MaxDuration: cfg.Tarpit.MaxDuration.Duration,
+		IdleTimeout: cfg.Tarpit.IdleTimeout.Duration,
 	}, tarpit.Events{Done: srv.TarpitDone, Rcpt: miner.TarpitRcpt})
 	if err != nil {
 		return err

@@ -98,7 +98,7 @@ func startTraps(ctx context.Context, cfg *config.Config, st store.Store, ts *tra
 		return fmt.Errorf("bait.listen %s: %w", cfg.Bait.Listen, err)
 	}
 	srv := &http.Server{
-		Handler:           &traps.Page{Bait: b, Count: cfg.Bait.Count, TrustedProxies: cfg.Bait.TrustedProxies},
+		Handler:           &traps.Page{Bait: b, Count: cfg.Bait.Count, TrustedProxies: cfg.Bait.TrustedProxies.Nets()},
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       20 * time.Second,
 		WriteTimeout:      20 * time.Second,

@@ -83,13 +83,15 @@ cache_ttl = "5s"
 stale_ttl = "1h"
 `
 
-func pfx(s ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(s))
+func pfx(s ...string) Prefixes {
+	out := make(Prefixes, len(s))
 	for i, v := range s {
-		out[i] = netip.MustParsePrefix(v)
+		out[i] = Prefix{netip.MustParsePrefix(v)}
 	}
 	return out
 }
+
+func dur(d time.Duration) Duration { return Duration{d} }
 
 func TestLoadDefaults(t *testing.T) {
 	c, err := Load("")
@@ -110,27 +112,27 @@ func TestLoadDefaults(t *testing.T) {
 		{"backend_proxy_protocol", c.BackendProxyProtocol, "v2"},
 		{"data_dir", c.DataDir, "./moat-data"},
 		{"store", c.Store, ""},
-		{"black_ttl", c.BlackTTL, 24 * time.Hour},
-		{"greylist.greet_delay", c.Greylist.GreetDelay, 5 * time.Second},
-		{"greylist.min_retry", c.Greylist.MinRetry, time.Minute},
-		{"greylist.retry_window", c.Greylist.RetryWindow, 24 * time.Hour},
-		{"greylist.white_ttl", c.Greylist.WhiteTTL, 36 * 24 * time.Hour},
+		{"black_ttl", c.BlackTTL.Duration, 24 * time.Hour},
+		{"greylist.greet_delay", c.Greylist.GreetDelay.Duration, 5 * time.Second},
+		{"greylist.min_retry", c.Greylist.MinRetry.Duration, time.Minute},
+		{"greylist.retry_window", c.Greylist.RetryWindow.Duration, 24 * time.Hour},
+		{"greylist.white_ttl", c.Greylist.WhiteTTL.Duration, 36 * 24 * time.Hour},
 		{"greylist.ipv4_prefix", c.Greylist.IPv4Prefix, 24},
 		{"greylist.ipv6_prefix", c.Greylist.IPv6Prefix, 64},
-		{"tarpit.stutter", c.Tarpit.Stutter, time.Second},
+		{"tarpit.stutter", c.Tarpit.Stutter.Duration, time.Second},
 		{"tarpit.max_conns", c.Tarpit.MaxConns, 15000},
-		{"tarpit.max_bytes", c.Tarpit.MaxBytes, int64(10 << 20)},
-		{"tarpit.max_duration", c.Tarpit.MaxDuration, 30 * time.Minute},
-		{"tarpit.idle_timeout", c.Tarpit.IdleTimeout, 5 * time.Minute},
+		{"tarpit.max_bytes", c.Tarpit.MaxBytes, Size(10 << 20)},
+		{"tarpit.max_duration", c.Tarpit.MaxDuration.Duration, 30 * time.Minute},
+		{"tarpit.idle_timeout", c.Tarpit.IdleTimeout.Duration, 5 * time.Minute},
 		{"limits.max_conns", c.Limits.MaxConns, 19000},
 		{"limits.max_conns_per_ip", c.Limits.MaxConnsPerIP, 50},
 		{"limits.max_rcpts", c.Limits.MaxRcpts, 100},
-		{"limits.max_message_size", c.Limits.MaxMessageSize, int64(50 << 20)},
+		{"limits.max_message_size", c.Limits.MaxMessageSize, Size(50 << 20)},
 		{"limits.max_commands", c.Limits.MaxCommands, 1000},
 		{"limits.max_errors", c.Limits.MaxErrors, 10},
-		{"limits.idle_timeout", c.Limits.IdleTimeout, 5 * time.Minute},
-		{"limits.data_timeout", c.Limits.DataTimeout, 10 * time.Minute},
-		{"limits.backend_timeout", c.Limits.BackendTimeout, 5 * time.Minute},
+		{"limits.idle_timeout", c.Limits.IdleTimeout.Duration, 5 * time.Minute},
+		{"limits.data_timeout", c.Limits.DataTimeout.Duration, 10 * time.Minute},
+		{"limits.backend_timeout", c.Limits.BackendTimeout.Duration, 5 * time.Minute},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "json"},
 		{"admin socket", c.AdminSocket(), "./moat-data/moat.sock"},
@@ -141,9 +143,9 @@ func TestLoadDefaults(t *testing.T) {
 		{"bait.count", c.Bait.Count, 3},
 		{"bait key file", c.BaitKeyFile(), "./moat-data/bait.key"},
 		{"redis.prefix", c.Redis.Prefix, "moat:"},
-		{"redis.timeout", c.Redis.Timeout, time.Second},
-		{"redis.cache_ttl", c.Redis.CacheTTL, 2 * time.Second},
-		{"redis.stale_ttl", c.Redis.StaleTTL, 10 * time.Minute},
+		{"redis.timeout", c.Redis.Timeout.Duration, time.Second},
+		{"redis.cache_ttl", c.Redis.CacheTTL.Duration, 2 * time.Second},
+		{"redis.stale_ttl", c.Redis.StaleTTL.Duration, 10 * time.Minute},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {
@@ -214,21 +216,21 @@ func TestParseSample(t *testing.T) {
 		Whitelist:            pfx("192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"),
 		Blacklist:            pfx("203.0.113.0/24"),
 		TrustedProxies:       pfx("10.0.0.1/32"),
-		BlackTTL:             48 * time.Hour,
+		BlackTTL:             dur(48 * time.Hour),
 		Greylist: Greylist{
-			GreetDelay:  3 * time.Second,
-			MinRetry:    2 * time.Minute,
-			RetryWindow: 12 * time.Hour,
-			WhiteTTL:    30 * 24 * time.Hour,
+			GreetDelay:  dur(3 * time.Second),
+			MinRetry:    dur(2 * time.Minute),
+			RetryWindow: dur(12 * time.Hour),
+			WhiteTTL:    dur(30 * 24 * time.Hour),
 			IPv4Prefix:  28,
 			IPv6Prefix:  56,
 		},
 		Tarpit: Tarpit{
-			Stutter:     2 * time.Second,
+			Stutter:     dur(2 * time.Second),
 			MaxConns:    1000,
 			MaxBytes:    2048,
-			MaxDuration: time.Hour,
-			IdleTimeout: 90 * time.Second,
+			MaxDuration: dur(time.Hour),
+			IdleTimeout: dur(90 * time.Second),
 		},
 		Traps: Traps{
 			Addresses:     []string{"trap@example.org", "spam@example.net"},
@@ -253,13 +255,13 @@ func TestParseSample(t *testing.T) {
 			MaxMessageSize: 1 << 20,
 			MaxCommands:    200,
 			MaxErrors:      5,
-			IdleTimeout:    4 * time.Minute,
-			DataTimeout:    8 * time.Minute,
-			BackendTimeout: 3 * time.Minute,
+			IdleTimeout:    dur(4 * time.Minute),
+			DataTimeout:    dur(8 * time.Minute),
+			BackendTimeout: dur(3 * time.Minute),
 		},
 		Admin: Admin{Socket: "/run/moat/admin.sock"},
 		Log:   Log{Level: "debug", Format: "text"},
-		Redis: Redis{Prefix: "mx:", Timeout: 2 * time.Second, CacheTTL: 5 * time.Second, StaleTTL: time.Hour},
+		Redis: Redis{Prefix: "mx:", Timeout: dur(2 * time.Second), CacheTTL: dur(5 * time.Second), StaleTTL: dur(time.Hour)},
 		// [reputation] has tests of its own; the sample leaves it at its defaults.
 		Reputation: Default().Reputation,
 	}
@@ -287,7 +289,7 @@ func TestParseKeepsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Default()
-	want.Greylist.MinRetry = 5 * time.Minute
+	want.Greylist.MinRetry = dur(5 * time.Minute)
 	want.Hostname = c.Hostname
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v, want defaults with min_retry 5m", c.Greylist)
@@ -360,6 +362,17 @@ func TestParseErrors(t *testing.T) {
 		{"redis timeout too long", "[redis]\ntimeout = \"2m\"", []string{"redis.timeout"}},
 		{"redis cache_ttl zero", "[redis]\ncache_ttl = \"0s\"", []string{"redis.cache_ttl"}},
 		{"redis stale below cache", "[redis]\ncache_ttl = \"30s\"\nstale_ttl = \"10s\"", []string{"redis.stale_ttl", "redis.cache_ttl"}},
+		// Settings under which nothing works are refused at load, naming the key and the fix.
+		{"min_retry zero", "[greylist]\nmin_retry = \"0s\"", []string{"greylist.min_retry", `"0s"`, "must be > 0"}},
+		{"min_retry integer zero", "[greylist]\nmin_retry = 0", []string{"greylist.min_retry", "integer", "string"}},
+		{"retry_window shorter than min_retry", "[greylist]\nmin_retry = \"10m\"\nretry_window = \"5m\"", []string{"greylist.min_retry", "greylist.retry_window"}},
+		{"negative max_duration", "[tarpit]\nmax_duration = \"-5m\"", []string{"tarpit.max_duration", "negative"}},
+		{"negative message size", "[limits]\nmax_message_size = -1", []string{"limits.max_message_size"}},
+		{"size not a size", "[limits]\nmax_message_size = \"lots\"", []string{"limits.max_message_size", `"lots"`, "not a size"}},
+		{"size as a float", "[tarpit]\nmax_bytes = 1.5", []string{"tarpit.max_bytes", "float"}},
+		{"address not a string", "whitelist = [\"192.0.2.1\", 7]", []string{"whitelist[1]", "integer", "string"}},
+		{"duration as a list", "[limits]\nidle_timeout = [\"5m\"]", []string{"limits.idle_timeout", "array", "string"}},
+		{"table as a number", "greylist = 5", []string{"greylist", "integer", "table"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -376,6 +389,40 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseSizes: a size is bytes as a TOML integer, or a quoted number
+// with a unit.
+func TestParseSizes(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want Size
+	}{
+		{"1048576", 1 << 20},
+		{"1_048_576", 1 << 20},
+		{`"1048576"`, 1 << 20},
+		{`"10MiB"`, 10 << 20},
+		{`"10 MiB"`, 10 << 20},
+		{`"64KiB"`, 64 << 10},
+		{`"1GiB"`, 1 << 30},
+		{`"50MB"`, 50_000_000},
+		{`"2kB"`, 2000},
+		{`"4096B"`, 4096},
+	} {
+		c, err := Parse([]byte("[limits]\nmax_message_size = " + tc.text))
+		if err != nil {
+			t.Errorf("max_message_size = %s: %v", tc.text, err)
+			continue
+		}
+		if c.Limits.MaxMessageSize != tc.want {
+			t.Errorf("max_message_size = %s: %d, want %d", tc.text, c.Limits.MaxMessageSize, tc.want)
+		}
+	}
+	for _, text := range []string{`"10 lots"`, `"MiB"`, `"-1MiB"`, `"1.5MiB"`, `"9999999999GiB"`, `""`} {
+		if _, err := Parse([]byte("[limits]\nmax_message_size = " + text)); err == nil || !strings.Contains(err.Error(), "limits.max_message_size") {
+			t.Errorf("max_message_size = %s: err = %v, want one naming the key", text, err)
+		}
 	}
 }
 

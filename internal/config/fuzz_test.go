@@ -28,7 +28,7 @@ func FuzzParse(f *testing.F) {
 		}
 		// A list entry that is not a valid prefix matches nothing: an
 		// operator's whitelist entry would be silently ignored.
-		for _, l := range [][]netip.Prefix{c.Whitelist, c.Blacklist, c.TrustedProxies} {
+		for _, l := range [][]netip.Prefix{c.Whitelist.Nets(), c.Blacklist.Nets(), c.TrustedProxies.Nets(), c.Bait.TrustedProxies.Nets()} {
 			for _, p := range l {
 				if !p.IsValid() {
 					t.Fatalf("Parse(%q) accepted an invalid prefix %v", text, p)

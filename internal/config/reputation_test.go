@@ -1,9 +1,12 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"moat/internal/reputation"
 )
 
 func TestReputationKeys(t *testing.T) {
@@ -35,11 +38,11 @@ follow = [{ file = "/var/log/rspamd/rspamd.log", format = "rspamd" }, { file = "
 		t.Fatal(err)
 	}
 	r := c.Reputation
-	if len(r.Sites()) != 2 || r.Sites()[1].Weight != -5 || r.DNSBLThreshold != 4 || r.DNSBLAllowThreshold != -2 ||
-		r.DNSBLAllowTTL != 30*time.Minute || r.DNSBLTimeout != time.Second || len(r.DNSServers) != 2 ||
-		r.NetThreshold != 5 || r.NetWindow != 2*time.Hour || r.NetTTL != 48*time.Hour || r.NetPrefixV4 != 22 ||
+	if len(r.DNSBL) != 2 || r.DNSBL[1].Weight != -5 || r.DNSBLThreshold != 4 || r.DNSBLAllowThreshold != -2 ||
+		r.DNSBLAllowTTL.Duration != 30*time.Minute || r.DNSBLTimeout.Duration != time.Second || len(r.DNSServers) != 2 ||
+		r.NetThreshold != 5 || r.NetWindow.Duration != 2*time.Hour || r.NetTTL.Duration != 48*time.Hour || r.NetPrefixV4 != 22 ||
 		r.NetPrefixV6 != 40 || r.ASNDB == "" || r.ASNThreshold != 20 || len(r.DropLists) != 1 ||
-		r.KarmaSpamWeight != 2 || r.KarmaHamWeight != 0.5 || r.KarmaHalfLife != 72*time.Hour ||
+		r.KarmaSpamWeight != 2 || r.KarmaHamWeight != 0.5 || r.KarmaHalfLife.Duration != 72*time.Hour ||
 		r.KarmaGreyBelow != -0.5 || r.KarmaBlackBelow != -3 || r.SPFPools || len(r.Follow) != 2 || r.Follow[1].Format != "postfix" {
 		t.Errorf("parsed %+v", r)
 	}
@@ -68,10 +71,37 @@ func TestReputationErrorsNameTheKey(t *testing.T) {
 		{`follow = [{ file = "x.log", format = "exim" }]`, "reputation.follow[0].format"},
 		{`follow = [{ format = "rspamd" }]`, "reputation.follow[0].file"},
 		{`unknown_key = 1`, "reputation.unknown_key"},
+		{`karma_spam_weight = nan`, "reputation.karma_spam_weight"},
+		{`karma_ham_weight = inf`, "reputation.karma_ham_weight"},
+		{`karma_grey_below = nan`, "reputation.karma_grey_below"},
+		{`karma_black_below = -inf`, "reputation.karma_black_below"},
+		{`dnsbl = ["zen.example.net", 3]`, "reputation.dnsbl[1]"},
+		{`net_window = "0s"`, "reputation.net_window"},
+		{`dnsbl_allow_ttl = "-1h"`, "reputation.dnsbl_allow_ttl"},
 	} {
 		_, err := Parse([]byte("[reputation]\n" + tc.text + "\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%s: error %v, want one naming %s", tc.text, err, tc.key)
 		}
+	}
+}
+
+// TestDefaultKarmaIsReputations: config writes the karma defaults out so
+// that it imports nothing; they must stay reputation's.
+func TestDefaultKarmaIsReputations(t *testing.T) {
+	k, r := reputation.DefaultKarma(), Default().Reputation
+	got := reputation.KarmaPolicy{SpamWeight: r.KarmaSpamWeight, HamWeight: r.KarmaHamWeight,
+		HalfLife: r.KarmaHalfLife.Duration, GreyBelow: r.KarmaGreyBelow, BlackBelow: r.KarmaBlackBelow}
+	if got != k {
+		t.Errorf("config's karma defaults %+v, reputation.DefaultKarma %+v", got, k)
+	}
+}
+
+// TestFollowFormatsAreReputations: every format config accepts is one
+// reputation reads, and the other way round.
+func TestFollowFormatsAreReputations(t *testing.T) {
+	want := []string{reputation.FormatRspamd, reputation.FormatSpamAssassin, reputation.FormatPostfix}
+	if !slices.Equal(followFormats, want) {
+		t.Errorf("config accepts formats %q, reputation reads %q", followFormats, want)
 	}
 }
