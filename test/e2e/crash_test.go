@@ -255,6 +255,7 @@ func TestCrashCorruptStore(t *testing.T) {
 		{"data pages damaged", func(t *testing.T) { os.WriteFile(db, pageGarbage, 0o600) }, []string{"not a valid moat store", "move it aside"}},
 		{"truncated to its meta pages", func(t *testing.T) { os.WriteFile(db, good[:8192], 0o600) }, []string{"not a valid moat store", "move it aside"}},
 		{"truncated mid-file", func(t *testing.T) { os.WriteFile(db, good[:len(good)/2+100], 0o600) }, []string{"not a valid moat store", "move it aside"}},
+		{"empty (0 bytes)", func(t *testing.T) { os.WriteFile(db, nil, 0o600) }, []string{"not a valid moat store", "it is empty", "move it aside"}},
 		{"directory", func(t *testing.T) { os.Mkdir(db, 0o700) }, []string{"is a directory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

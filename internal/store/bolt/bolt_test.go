@@ -90,6 +90,22 @@ func TestOpenCorrupt(t *testing.T) {
 	}
 }
 
+// TestOpenEmptyFile: a 0-byte moat.db (a disk that filled up as the file
+// was created, a botched copy) is damage like any other. bbolt treats it
+// as new and writes an empty store into it, which silently drops every
+// operator entry the real file held; only an absent file makes a new
+// store.
+func TestOpenEmptyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "moat.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantOpenError(t, path, invalidAdvice, "move it aside", "empty")
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 0 {
+		t.Errorf("after a failed Open the file is %v, %v; want it left as it was, empty", fi, err)
+	}
+}
+
 // TestOpenDamagedPages damages every page but the two meta pages of a real
 // store: bbolt panics while reading such a file, and Open must not.
 func TestOpenDamagedPages(t *testing.T) {
