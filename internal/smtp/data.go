@@ -17,7 +17,6 @@ type DataReader struct {
 	r   *Reader
 	max int64
 
-	size int64 // bytes yielded so far
 	body int64 // bytes checked, not counting the terminating ".\r\n"
 
 	// ok is how many checked bytes sit at the front of the Reader's buffer,
@@ -61,9 +60,6 @@ func (r *Reader) Data(max int64) *DataReader {
 	return &DataReader{r: r, max: max, bol: true}
 }
 
-// Size returns the number of bytes yielded so far.
-func (d *DataReader) Size() int64 { return d.size }
-
 // Read yields checked DATA bytes. It returns io.EOF after the terminating
 // ".\r\n", and ErrBareLF, ErrBareCR, ErrTooLarge or the connection's error
 // once all the bytes before the problem have been yielded. Errors are
@@ -86,7 +82,6 @@ func (d *DataReader) Read(p []byte) (int, error) {
 	copy(p, b)
 	d.r.br.Discard(n)
 	d.ok -= n
-	d.size += int64(n)
 	return n, nil
 }
 

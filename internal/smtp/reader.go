@@ -79,13 +79,6 @@ func (r *Reader) ReadLine(max int) (string, error) {
 	return string(b), nil
 }
 
-// Buffered returns how many bytes have been received and not yet consumed.
-// A client that has bytes buffered before we spoke (early talker) or after
-// a command when it may not pipeline is misbehaving.
-func (r *Reader) Buffered() int {
-	return r.br.Buffered()
-}
-
 // readLine reads a line of at most max bytes (not counting its CRLF or LF)
 // from br, using *scratch when the line spans several buffer fills so the
 // memory held stays below max+2. The result aliases br's buffer or

@@ -71,21 +71,17 @@ func TestReadLineEOF(t *testing.T) {
 	}
 }
 
-func TestBuffered(t *testing.T) {
+// TestPending: the bytes read from the connection but not yet parsed are
+// handed over once, in order, and nothing else.
+func TestPending(t *testing.T) {
 	r := NewReader(strings.NewReader("EHLO a\r\nMAIL FROM:<>\r\n"))
-	if n := r.Buffered(); n != 0 {
-		t.Errorf("Buffered before reading = %d", n)
-	}
 	if _, err := r.ReadLine(MaxCommandLine); err != nil {
 		t.Fatal(err)
 	}
-	if n, want := r.Buffered(), len("MAIL FROM:<>\r\n"); n != want {
-		t.Errorf("Buffered after one line = %d, want %d", n, want)
+	if got, want := string(r.Pending()), "MAIL FROM:<>\r\n"; got != want {
+		t.Errorf("Pending after one line = %q, want %q", got, want)
 	}
-	if _, err := r.ReadLine(MaxCommandLine); err != nil {
-		t.Fatal(err)
-	}
-	if n := r.Buffered(); n != 0 {
-		t.Errorf("Buffered after all lines = %d", n)
+	if got := r.Pending(); got != nil {
+		t.Errorf("Pending a second time = %q, want nothing", got)
 	}
 }

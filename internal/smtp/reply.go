@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 )
 
 // MaxReplyLine bounds a reply line read by ReadReply, excluding its line end.
@@ -49,26 +48,8 @@ func (r Reply) appendTo(b []byte) []byte {
 	return b
 }
 
-// Positive reports whether the reply is 2xx or 3xx.
-func (r Reply) Positive() bool { return 200 <= r.Code && r.Code < 400 }
-
-// Temporary reports whether the reply is 4xx: the client should try again.
-func (r Reply) Temporary() bool { return 400 <= r.Code && r.Code < 500 }
-
 // Permanent reports whether the reply is 5xx: the client should give up.
 func (r Reply) Permanent() bool { return 500 <= r.Code && r.Code < 600 }
-
-// WriteReply writes a reply with one Write, so a reply is never split
-// across packets by us. text may hold "\n" to make a multi-line reply; CRs
-// in it are dropped, so no text can end a line early and smuggle a reply.
-func WriteReply(w io.Writer, code int, text string) error {
-	if code < 200 || code > 599 {
-		return fmt.Errorf("smtp: reply code %d out of range 200-599", code)
-	}
-	text = strings.ReplaceAll(text, "\r", "")
-	_, err := w.Write(Reply{Code: code, Lines: strings.Split(text, "\n")}.appendTo(nil))
-	return err
-}
 
 // ReadReply reads a reply, possibly of several lines, from a server. Lines
 // may end in CRLF or LF (we trust the server's framing no more than
