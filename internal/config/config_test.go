@@ -456,14 +456,14 @@ func TestParseDuration(t *testing.T) {
 		{"0", 0},
 	}
 	for _, tt := range tests {
-		got, err := ParseDuration(tt.in)
+		got, err := parseDuration(tt.in)
 		if err != nil || got != tt.want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
 	for _, in := range []string{"", "d", "5x", "xd", "1d2h", "5", "1hd", "five minutes"} {
-		if got, err := ParseDuration(in); err == nil {
-			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
+		if got, err := parseDuration(in); err == nil {
+			t.Errorf("parseDuration(%q) = %v, want an error", in, got)
 		}
 	}
 }
@@ -475,8 +475,8 @@ func TestParseDuration(t *testing.T) {
 // negative" for "200000d"), on arm64 it saturates and is accepted.
 func TestParseDurationDaysOverflow(t *testing.T) {
 	for _, in := range []string{"200000d", "1e300d"} {
-		if got, err := ParseDuration(in); err == nil {
-			t.Errorf("ParseDuration(%q) = %v, want an out-of-range error", in, got)
+		if got, err := parseDuration(in); err == nil {
+			t.Errorf("parseDuration(%q) = %v, want an out-of-range error", in, got)
 		}
 	}
 }

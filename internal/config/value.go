@@ -19,9 +19,9 @@ import (
 // "90s", "5m", "24h", "36d". It is never negative.
 type Duration struct{ time.Duration }
 
-// UnmarshalText reads a duration as ParseDuration does.
+// UnmarshalText reads a duration as parseDuration does.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := ParseDuration(string(b))
+	v, err := parseDuration(string(b))
 	if err != nil {
 		return fmt.Errorf("%q: not a duration (write e.g. \"90s\", \"5m\", \"24h\" or \"36d\")", b)
 	}
@@ -38,9 +38,9 @@ func (Duration) expects() string {
 	return `a string is expected (durations are quoted strings like "5m")`
 }
 
-// ParseDuration is time.ParseDuration plus a "d" (day) unit, because mail
+// parseDuration is time.ParseDuration plus a "d" (day) unit, because mail
 // administrators think of white_ttl in days.
-func ParseDuration(s string) (time.Duration, error) {
+func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if strings.HasSuffix(s, "d") && !strings.ContainsAny(s[:len(s)-1], "hmsuµn") {
 		n, err := strconv.ParseFloat(strings.TrimSuffix(s, "d"), 64)
