@@ -63,8 +63,7 @@ type Server struct {
 	wg          sync.WaitGroup
 }
 
-// New returns a Server. The tarpit's Done event must call s.TarpitDone,
-// which New arranges through Events.
+// New returns a Server. It has no tarpit until SetTarpit gives it one.
 func New(cfg Config, eng *classify.Engine, dialer *relay.Dialer, dcfg *dialog.Config, log *slog.Logger) *Server {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 30 * time.Second
@@ -72,8 +71,9 @@ func New(cfg Config, eng *classify.Engine, dialer *relay.Dialer, dcfg *dialog.Co
 	return &Server{cfg: cfg, eng: eng, dialer: dialer, dcfg: dcfg, log: log, perIP: map[netip.Addr]int{}}
 }
 
-// SetTarpit gives the server its tarpit. The tarpit must have been built
-// with TarpitEvents(s) merged into its events.
+// SetTarpit gives the server its tarpit, before Serve. The tarpit's Done
+// event must call s.TarpitDone: that releases a held connection's slot and
+// counts its session, which nothing else does.
 func (s *Server) SetTarpit(tp *tarpit.Tarpit) { s.tp = tp }
 
 // TarpitDone is the tarpit's Done event: it logs the black session, adds
