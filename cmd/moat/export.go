@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,24 +14,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"moat/internal/admin"
-	"moat/internal/config"
-	"moat/internal/store"
 )
 
 // exportCmd and importCmd move all of moat's state between stores (bolt
-// and redis alike) and make backups. They go through the daemon's admin
-// socket when a daemon runs (it holds the bolt file), else they open the
-// store themselves.
+// and redis alike) and make backups. Like every operator's command they go
+// through the daemon when one runs (it holds the bolt file), else they
+// serve themselves from the store.
 func exportCmd(cfgPath *string) *cobra.Command {
+	op := operator{cfgPath: cfgPath}
 	return &cobra.Command{
 		Use:   "export [FILE|-]",
 		Short: "write all state (hosts, traps, counters, triplets, records) as JSON lines, to FILE or standard output",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := config.Load(*cfgPath)
-			if err != nil {
-				return err
-			}
 			name := "-"
 			if len(args) == 1 {
 				name = args[0]
@@ -41,6 +35,7 @@ func exportCmd(cfgPath *string) *cobra.Command {
 			var tmp *os.File
 			if name != "-" {
 				// A backup appears whole or not at all.
+				var err error
 				tmp, err = os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
 				if err != nil {
 					return fmt.Errorf("export: %w", err)
@@ -51,13 +46,7 @@ func exportCmd(cfgPath *string) *cobra.Command {
 			}
 			bar := newProgress("export", 0)
 			cw := &lineCounter{w: out, bar: bar}
-			err = admin.NewClient(cfg.AdminSocket()).Stream("GET", "/v1/export", nil, cw)
-			if errors.Is(err, admin.ErrNoDaemon) {
-				err = withStore(cfg, func(st store.Store) error {
-					_, err := admin.Export(st, cw)
-					return err
-				})
-			}
+			err := op.do("GET", "/v1/export", nil, cw)
 			bar.done()
 			if err == nil && !cw.ended() {
 				err = errors.New("the export stopped before its end line: see the daemon's log")
@@ -83,15 +72,12 @@ func exportCmd(cfgPath *string) *cobra.Command {
 }
 
 func importCmd(cfgPath *string) *cobra.Command {
+	op := operator{cfgPath: cfgPath}
 	return &cobra.Command{
 		Use:   "import FILE|-",
 		Short: "store the state in an export file (from FILE or standard input), replacing entries with the same keys",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := config.Load(*cfgPath)
-			if err != nil {
-				return err
-			}
 			var in io.Reader = c.InOrStdin()
 			var size int64
 			if args[0] != "-" {
@@ -106,20 +92,8 @@ func importCmd(cfgPath *string) *cobra.Command {
 				in = f
 			}
 			bar := newProgress("import", size)
-			pr := &byteCounter{r: in, bar: bar}
 			var n admin.Counts
-			var body bytes.Buffer
-			err = admin.NewClient(cfg.AdminSocket()).Stream("POST", "/v1/import", pr, &body)
-			switch {
-			case errors.Is(err, admin.ErrNoDaemon) && pr.n.Load() == 0:
-				err = withStore(cfg, func(st store.Store) error {
-					var err error
-					n, err = admin.Import(st, pr)
-					return err
-				})
-			case err == nil:
-				err = json.Unmarshal(body.Bytes(), &n)
-			}
+			err := op.do("POST", "/v1/import", &byteCounter{r: in, bar: bar}, &n)
 			bar.done()
 			if err != nil {
 				return err
@@ -128,16 +102,6 @@ func importCmd(cfgPath *string) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// withStore opens the configured store for a command run with no daemon.
-func withStore(cfg *config.Config, fn func(store.Store) error) error {
-	st, err := openStore(cfg)
-	if err != nil {
-		return fmt.Errorf("no moat daemon answers on %s, and the store cannot be opened: %w", cfg.AdminSocket(), err)
-	}
-	err = fn(st)
-	return errors.Join(err, st.Close())
 }
 
 // lineCounter counts the lines written through it and notes whether the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,39 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"moat/internal/admin"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 	"moat/internal/store/redis/redistest"
 )
-
-// runMoat runs the command line with args against the configuration at
-// cfg and returns what it printed on standard output.
-func runMoat(t *testing.T, cfg string, args ...string) string {
-	t.Helper()
-	root := rootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(append([]string{"-c", cfg}, args...))
-	if err := root.Execute(); err != nil {
-		t.Fatalf("moat %s: %v\n%s", strings.Join(args, " "), err, errOut.Bytes())
-	}
-	return out.String()
-}
-
-func writeConfig(t *testing.T, dir, extra string) string {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "moat.toml")
-	text := fmt.Sprintf("data_dir = %q\n%s", filepath.Join(dir, "data"), extra)
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
 
 // fillStore writes some of everything, expiring a year from now (the
 // commands run on the real clock).
@@ -156,39 +126,5 @@ func TestExportImportRoundTrip(t *testing.T) {
 	// Export to standard output.
 	if out := runMoat(t, red, "export"); strings.Count(out, "\n") != len(want)+1 {
 		t.Errorf("export to stdout has %d lines, want %d", strings.Count(out, "\n"), len(want)+1)
-	}
-}
-
-// Import refuses what is not a whole export file, naming the line.
-func TestImportRefuses(t *testing.T) {
-	header := `{"type":"moat-export","version":1}` + "\n"
-	host := `{"type":"host","prefix":"192.0.2.1/32","class":"black"}` + "\n"
-	end1 := `{"type":"end","counts":{"hosts":1,"traps":0,"counters":0,"triplets":0,"records":0}}` + "\n"
-	for _, tc := range []struct {
-		name, in, want string
-	}{
-		{"empty", "", "empty input"},
-		{"no header", host + end1, "line 1: not a moat export file"},
-		{"newer version", `{"type":"moat-export","version":99}` + "\n", "line 1: format version 99"},
-		{"truncated", header + host, "without its end line"},
-		{"wrong count", header + host + host + end1, "line 4: the end line counts"},
-		{"after end", header + host + end1 + host, "line 4: data after the end line"},
-		{"bad json", header + "{nope\n", "line 2: not a JSON object"},
-		{"bad prefix", header + `{"type":"host","prefix":"300.1.1.1/32","class":"black"}` + "\n", "line 2: host"},
-		{"bad class", header + `{"type":"host","prefix":"192.0.2.1/32","class":"purple"}` + "\n", "line 2: host 192.0.2.1/32"},
-		{"bad triplet id", header + `{"type":"triplet","id":"xyz"}` + "\n", "line 2: store: triplet id"},
-		{"unknown type", header + `{"type":"mystery"}` + "\n", `line 2: unknown type "mystery"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			st, err := bolt.Open(filepath.Join(t.TempDir(), "moat.db"), bolt.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			_, err = admin.Import(st, strings.NewReader(tc.in))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Import = %v, want an error saying %q", err, tc.want)
-			}
-		})
 	}
 }

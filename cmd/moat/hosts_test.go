@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 )
@@ -13,12 +12,7 @@ func TestHostsBlackCIDR(t *testing.T) {
 	if out := runMoat(t, cfg, "hosts", "black", "192.0.2.7/24"); out != "192.0.2.0/24 is black\n" {
 		t.Errorf("hosts black 192.0.2.7/24 printed %q, want the stored network", out)
 	}
-	root := rootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs([]string{"-c", cfg, "hosts", "black", "0.0.0.0/0"})
-	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "--force") {
+	if _, err := moat(t, cfg, "hosts", "black", "0.0.0.0/0"); err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Errorf("hosts black 0.0.0.0/0: %v, want a refusal naming --force", err)
 	}
 	if list := runMoat(t, cfg, "hosts", "list"); strings.Contains(list, "0.0.0.0/0") {

@@ -3,11 +3,17 @@
 // unknown ones and holds known-bad ones in a tarpit.
 //
 //	moat run [-c moat.toml]        run the proxy
-//	moat hosts list|white|black|forget
+//	moat hosts list|white|black|show|forget
 //	moat traps list|add|del|candidates|promote|mine|decode|bait-snippet
 //	moat status
 //	moat export [FILE|-]           all state as JSON lines (backup, move between stores)
 //	moat import FILE|-
+//	moat version
+//
+// The daemon is assembled in internal/daemon; this package holds the
+// command line, one file per noun. The commands that read or change
+// moat's state go through the admin API, to the daemon or, when none
+// runs, to the store directly (operator.go).
 package main
 
 import (
@@ -16,9 +22,6 @@ import (
 
 	"github.com/spf13/cobra"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
@@ -38,11 +41,6 @@ func rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("MOAT_CONFIG"),
 		"configuration file (TOML); default: built-in defaults ($MOAT_CONFIG)")
 	root.AddCommand(runCmd(&cfgPath), hostsCmd(&cfgPath), trapsCmd(&cfgPath), statusCmd(&cfgPath),
-		exportCmd(&cfgPath), importCmd(&cfgPath),
-		&cobra.Command{
-			Use:   "version",
-			Short: "print moat's version",
-			Run:   func(*cobra.Command, []string) { fmt.Println("moat", version) },
-		})
+		exportCmd(&cfgPath), importCmd(&cfgPath), versionCmd())
 	return root
 }

@@ -1,10 +1,17 @@
 // Package admin is the operator's way in: a small JSON API that the moat
 // command line talks to, served on a unix socket in data_dir that only its
-// owner may use (mode 0600).
+// owner may use (mode 0600), and on a token-guarded TCP port if asked.
 //
 // The same Service answers when no daemon runs: the command line then opens
-// the store itself, so an operator can list and change hosts with moat
-// stopped. Changes are durable before the API answers.
+// the store itself and serves its requests in-process (LocalClient), so an
+// operator can list and change hosts with moat stopped. Changes are durable
+// before the API answers.
+//
+// Routes are grouped by noun, each in the file named for it: hosts,
+// traps, feedback, status, export. A refusal says what happened by its
+// status: 400 for a request that is wrong, 404 for a host or trap moat
+// knows nothing of, 503 when the store cannot be reached, 500 otherwise;
+// its body is {"error": "..."} with the message the command line prints.
 package admin
 
 import (
@@ -14,290 +21,82 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"moat/internal/classify"
-	"moat/internal/prefix"
 	"moat/internal/store"
 	"moat/internal/traps"
 )
 
-// HostView is one host as the operator sees it.
-type HostView struct {
-	IP        string     `json:"ip"`
-	Class     string     `json:"class"`
-	Reason    string     `json:"reason"`
-	FirstSeen time.Time  `json:"first_seen"`
-	LastSeen  time.Time  `json:"last_seen"`
-	Expires   *time.Time `json:"expires,omitempty"`
-	Held      int64      `json:"tarpit_seconds,omitempty"` // seconds this host spent in the tarpit
-}
-
-// Status is what "moat status" prints.
-type Status struct {
-	Running       bool             `json:"running"`
-	Hosts         map[string]int   `json:"hosts"`          // per class
-	Connections   int64            `json:"connections"`    // open now
-	TarpitHeld    int              `json:"tarpit_held"`    // connections held now
-	TarpitSeconds float64          `json:"tarpit_seconds"` // held in total, ever
-	TarpitRefused uint64           `json:"tarpit_refused"` // black connections closed at once: tarpit full
-	Sessions      map[string]int64 `json:"sessions,omitempty"`
-	Refused       map[string]int64 `json:"refused,omitempty"`
-	Traps         int              `json:"traps"`
-	TrapHits      int64            `json:"trap_hits"`
-	TopTraps      []TrapHits       `json:"top_traps,omitempty"` // most hit traps, bait addresses included
-	StoreErrors   int64            `json:"store_errors"`
-	StoreDown     *time.Time       `json:"store_down_since,omitempty"` // a shared store (Redis) unreachable since
-}
-
-// Live is what a running daemon adds to the status.
-type Live struct {
-	Connections   int64
-	TarpitHeld    int
-	TarpitSeconds float64 // of connections held now and finished since start
-	TarpitRefused uint64
-	Sessions      map[string]int64
-	Refused       map[string]int64
-	StoreErrors   int64
-}
-
 // Service carries out operator requests.
 type Service struct {
-	Eng   *classify.Engine
-	Traps *traps.Set
-	Miner *traps.Miner // trap mining; nil: not set up
-	Live  func() Live  // nil when no daemon runs
-}
-
-// ParseTarget accepts an address or a CIDR.
-func ParseTarget(s string) (netip.Prefix, error) {
-	p, err := prefix.Parse(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
-	}
-	return p, nil
-}
-
-// Hosts lists hosts, optionally of one class, sorted by address.
-func (s *Service) Hosts(class string) ([]HostView, error) {
-	var want *store.Class
-	if class != "" {
-		c, err := store.ParseClass(class)
-		if err != nil {
-			return nil, err
-		}
-		want = &c
-	}
-	var hosts []store.Host
-	err := s.Eng.Store().Hosts(func(h store.Host) bool {
-		if want == nil || h.Class == *want {
-			hosts = append(hosts, h)
-		}
-		return true
-	})
-	sort.Slice(hosts, func(i, j int) bool {
-		a, b := hosts[i].Prefix, hosts[j].Prefix
-		if a.Addr() != b.Addr() {
-			return a.Addr().Less(b.Addr())
-		}
-		return a.Bits() < b.Bits()
-	})
-	var out []HostView
-	for _, h := range hosts {
-		v := view(h)
-		if h.Prefix.IsSingleIP() {
-			v.Held = s.Eng.HeldSeconds(h.Prefix.Addr())
-		}
-		out = append(out, v)
-	}
-	return out, err
-}
-
-func view(h store.Host) HostView {
-	ip := h.Prefix.String()
-	if h.Prefix.IsSingleIP() {
-		ip = h.Prefix.Addr().String()
-	}
-	v := HostView{IP: ip, Class: h.Class.String(), Reason: h.Reason, FirstSeen: h.First, LastSeen: h.Last}
-	if !h.Expires.IsZero() {
-		e := h.Expires
-		v.Expires = &e
-	}
-	return v
-}
-
-// Widest networks the operator may list without saying he means it: a
-// typo like 0.0.0.0/0 or 2001:db8::/3 would otherwise blacklist (or
-// whitelist) a good part of the Internet.
-const (
-	widestV4 = 16
-	widestV6 = 32
-)
-
-// SetClass makes target white or black, or forgets it for grey, and
-// returns the network it stored (host bits cleared: 192.0.2.7/24 is
-// 192.0.2.0/24). A network wider than a /16 (IPv4) or a /32 (IPv6) is
-// refused unless force is set.
-func (s *Service) SetClass(target, class string, force bool) (netip.Prefix, error) {
-	p, err := ParseTarget(target)
-	if err != nil {
-		return p, err
-	}
-	c, err := store.ParseClass(class)
-	if err != nil {
-		return p, err
-	}
-	if err := checkWidth(p, c, force); err != nil {
-		return p, err
-	}
-	return p, s.Eng.SetClass(p, c, "operator")
-}
-
-// checkWidth refuses a network too wide to be meant, unless forced.
-func checkWidth(p netip.Prefix, c store.Class, force bool) error {
-	widest := widestV4
-	if p.Addr().Is6() {
-		widest = widestV6
-	}
-	if force || c == store.Grey || p.Bits() >= widest {
-		return nil
-	}
-	return badRequest{fmt.Errorf("%s covers more than a /%d: making it %s needs --force (\"force\": true in the API) if you mean it", p, widest, c)}
-}
-
-// Forget removes what moat remembers of target.
-func (s *Service) Forget(target string) error {
-	p, err := ParseTarget(target)
-	if err != nil {
-		return err
-	}
-	if err := s.Eng.Forget(p); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%s: moat remembers nothing of it", target)
-		}
-		return err
-	}
-	return nil
-}
-
-// Status counts hosts and adds the daemon's live counters.
-func (s *Service) Status() (Status, error) {
-	st := Status{Hosts: map[string]int{"white": 0, "grey": 0, "black": 0}}
-	// The live figures come first: when a shared store is down the
-	// operator most needs to see that, and the counts it cannot give.
-	if d, ok := s.Eng.Store().(interface{ Down() (bool, time.Time) }); ok {
-		if down, since := d.Down(); down {
-			st.StoreDown = &since
-		}
-	}
-	if err := s.storeStatus(&st); err != nil && st.StoreDown == nil {
-		return st, err
-	}
-	if s.Live != nil {
-		l := s.Live()
-		st.Running = true
-		st.Connections, st.TarpitHeld, st.TarpitRefused = l.Connections, l.TarpitHeld, l.TarpitRefused
-		st.Sessions, st.Refused, st.StoreErrors = l.Sessions, l.Refused, l.StoreErrors
-		// The stored total has whole seconds of finished sessions;
-		// add what the connections held now have cost so far.
-		st.TarpitSeconds += l.TarpitSeconds
-	}
-	return st, nil
-}
-
-// storeStatus fills in what the store knows: counts per class, tarpit
-// seconds, traps.
-func (s *Service) storeStatus(st *Status) error {
-	if err := s.Eng.Store().Hosts(func(h store.Host) bool {
-		st.Hosts[h.Class.String()]++
-		return true
-	}); err != nil {
-		return err
-	}
-	counters, err := s.Eng.Store().Counters()
-	if err != nil {
-		return err
-	}
-	st.TarpitSeconds = float64(counters["tarpit_seconds"])
-	for k, v := range counters {
-		if strings.HasPrefix(k, "trap_hits:") {
-			st.TrapHits += v
-		}
-	}
-	tl, err := s.Traps.List()
-	if err != nil {
-		return err
-	}
-	st.Traps = len(tl)
-	st.TopTraps = topTraps(counters, 10)
-	return nil
+	Eng   *classify.Engine // its trap set is the one the trap routes change
+	Miner *traps.Miner     // trap mining; nil: not set up
+	Live  func() Live      // nil when no daemon runs
 }
 
 // Handler is the HTTP API.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/hosts", func(w http.ResponseWriter, r *http.Request) {
-		hs, err := s.Hosts(r.URL.Query().Get("class"))
-		reply(w, hs, err)
-	})
-	mux.HandleFunc("POST /v1/hosts", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			IP, Class string
-			Force     bool
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			reply(w, nil, badRequest{err})
-			return
-		}
-		p, err := s.SetClass(req.IP, req.Class, req.Force)
-		reply(w, map[string]string{"ip": req.IP, "class": req.Class, "stored": p.String()}, err)
-	})
-	mux.HandleFunc("DELETE /v1/hosts/{ip...}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, map[string]string{"forgotten": r.PathValue("ip")}, s.Forget(r.PathValue("ip")))
-	})
-	mux.HandleFunc("GET /v1/traps", func(w http.ResponseWriter, r *http.Request) {
-		tl, err := s.Traps.List()
-		reply(w, tl, err)
-	})
-	mux.HandleFunc("POST /v1/traps", func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Addr string }
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			reply(w, nil, badRequest{err})
-			return
-		}
-		n, err := s.Traps.Add(req.Addr)
-		reply(w, map[string]string{"added": n}, err)
-	})
-	mux.HandleFunc("DELETE /v1/traps/{addr}", func(w http.ResponseWriter, r *http.Request) {
-		n, err := s.Traps.Del(r.PathValue("addr"))
-		reply(w, map[string]string{"deleted": n}, err)
-	})
-	s.feedbackRoutes(mux) // feedback.go
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.Status()
-		reply(w, st, err)
-	})
-	s.trapsExtraRoutes(mux)
+	s.hostRoutes(mux)
+	s.trapRoutes(mux)
+	s.feedbackRoutes(mux)
+	s.statusRoutes(mux)
 	s.exportRoutes(mux)
 	return mux
 }
 
+// badRequest is a request that is wrong as sent: sending it again will
+// not help (400).
 type badRequest struct{ error }
 
+func (e badRequest) Unwrap() error { return e.error }
+
+// notFound names a host or trap moat knows nothing of (404).
+type notFound struct{ error }
+
+func (e notFound) Unwrap() error { return e.error }
+
+// statusOf is the HTTP status that says what happened to a request that
+// failed with err. An unreachable store comes first: whatever else went
+// wrong, trying again later may work.
+func statusOf(err error) int {
+	var br badRequest
+	var nf notFound
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.As(err, &nf):
+		return http.StatusNotFound
+	case errors.As(err, &br):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// serveJSON serves pattern with fn, which gets the request's JSON body
+// (at most limit bytes) decoded into a T and returns the answer. A body
+// that does not decode is a bad request.
+func serveJSON[T any](mux *http.ServeMux, pattern string, limit int64, fn func(r *http.Request, body T) (any, error)) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		var body T
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit)).Decode(&body); err != nil {
+			reply(w, nil, badRequest{fmt.Errorf("request body: %w", err)})
+			return
+		}
+		v, err := fn(r, body)
+		reply(w, v, err)
+	})
+}
+
+// reply writes v as the JSON answer, or err with the status that says
+// what happened.
 func reply(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		code := http.StatusInternalServerError
-		var br badRequest
-		if errors.As(err, &br) || !errors.Is(err, store.ErrUnavailable) {
-			code = http.StatusBadRequest
-		}
-		w.WriteHeader(code)
+		w.WriteHeader(statusOf(err))
 		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 		return
 	}

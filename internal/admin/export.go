@@ -7,11 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"syscall"
 	"time"
 
 	"moat/internal/store"
@@ -153,8 +150,10 @@ func Import(st store.Store, r io.Reader) (Counts, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	lineNo := 0
+	// bad is a line the file should not hold; a store that fails to
+	// take a good one is not the file's fault.
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("import: line %d: "+format, append([]any{lineNo}, a...)...)
+		return badRequest{fmt.Errorf("import: line %d: "+format, append([]any{lineNo}, a...)...)}
 	}
 	var counters map[string]int64
 	header, end := false, false
@@ -197,6 +196,9 @@ func Import(st store.Store, r io.Reader) (Counts, error) {
 			err = st.PutHost(h)
 			n.Hosts++
 		case "trap":
+			if l.Addr == "" {
+				return n, bad("trap without address")
+			}
 			err = st.AddTrap(l.Addr)
 			n.Traps++
 		case "counter":
@@ -232,17 +234,17 @@ func Import(st store.Store, r io.Reader) (Counts, error) {
 			return n, bad("unknown type %q", l.Type)
 		}
 		if err != nil {
-			return n, bad("%s: %v", l.Type, err)
+			return n, fmt.Errorf("import: line %d: %s: %w", lineNo, l.Type, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return n, fmt.Errorf("import: after line %d: %w", lineNo, err)
+		return n, badRequest{fmt.Errorf("import: after line %d: %w", lineNo, err)}
 	}
 	if !header {
-		return n, errors.New("import: empty input: not a moat export file")
+		return n, badRequest{errors.New("import: empty input: not a moat export file")}
 	}
 	if !end {
-		return n, fmt.Errorf("import: the file ends at line %d without its end line: truncated? (%v stored)", lineNo, n)
+		return n, badRequest{fmt.Errorf("import: the file ends at line %d without its end line: truncated? (%v stored)", lineNo, n)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -260,42 +262,8 @@ func (s *Service) exportRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/import", func(w http.ResponseWriter, r *http.Request) {
 		n, err := Import(s.Eng.Store(), r.Body)
-		if err != nil {
-			err = badRequest{err}
-		}
 		reply(w, n, err)
 	})
-}
-
-// Stream is Do for bodies too large to hold: it sends body (nil for
-// none) and copies the answer to out, with no timeout and no size limit.
-func (c *Client) Stream(method, path string, body io.Reader, out io.Writer) error {
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", c.Socket)
-	}}}
-	req, err := http.NewRequest(method, "http://moat"+path, body)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-			return ErrNoDaemon
-		}
-		return fmt.Errorf("admin: %s: %w", c.Socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("admin: %s", resp.Status)
-	}
-	_, err = io.Copy(out, resp.Body)
-	return err
 }
 
 // sourceName leaves an unknown source out of the export line.

@@ -54,9 +54,15 @@ func TestHandlerFeedbackAndHistory(t *testing.T) {
 		!strings.Contains(hh.History[1].Reason, "score 12.5") {
 		t.Errorf("history %+v", hh.History)
 	}
-	// A host moat knows nothing of has an empty history, not an error.
-	if code := call(t, h, "GET", "/v1/hosts/192.0.2.99/history", nil, &hh); code != 200 || hh.Class != "grey" || len(hh.History) != 0 {
-		t.Errorf("unknown host: %d %+v", code, hh)
+	// A host moat knows nothing of is not found, and the answer says so.
+	var e apiError
+	if code := call(t, h, "GET", "/v1/hosts/192.0.2.99/history", nil, &e); code != 404 || e.Error != "192.0.2.99: moat remembers nothing of it" {
+		t.Errorf("unknown host: %d %q, want 404 saying moat remembers nothing of it", code, e.Error)
+	}
+	// A host in a network moat knows is found by the network's entry.
+	f.put(t, "203.0.113.0/24", store.Grey, "greylisted: first attempt")
+	if code := call(t, h, "GET", "/v1/hosts/203.0.113.5/history", nil, &hh); code != 200 || hh.Entry == nil || hh.Entry.IP != "203.0.113.0/24" {
+		t.Errorf("host in a known network: %d %+v", code, hh)
 	}
 	// A network's entry and history.
 	f.put(t, "198.51.100.0/24", store.Black, "operator")

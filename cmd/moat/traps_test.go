@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -13,29 +12,12 @@ import (
 	"moat/internal/traps"
 )
 
-// moat runs the command line with args against the configuration at cfg
-// and returns what it printed.
-func moat(t *testing.T, cfg string, args ...string) (string, error) {
-	t.Helper()
-	root := rootCmd()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(append([]string{"-c", cfg}, args...))
-	err := root.Execute()
-	return out.String(), err
-}
-
 // TestTrapsCommandsWithoutDaemon: with moat stopped, "traps mine" records
 // a log's rejections in the store, "traps candidates" lists what
 // qualifies, and "traps decode" names the harvester of a bait address.
 func TestTrapsCommandsWithoutDaemon(t *testing.T) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "moat.toml")
-	os.WriteFile(cfg, []byte(`data_dir = "`+filepath.Join(dir, "data")+`"
-[bait]
-domain = "example.org"
-`), 0o600)
+	cfg := writeConfig(t, dir, "[bait]\ndomain = \"example.org\"\n")
 
 	out, err := moat(t, cfg, "traps", "mine", filepath.Join("..", "..", "internal", "traps", "testdata", "postfix-mail.log"))
 	if err != nil {

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// moat runs the command line with args against the configuration at cfg
+// and returns what it printed on standard output, and its error.
+func moat(t *testing.T, cfg string, args ...string) (string, error) {
+	t.Helper()
+	root := rootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(append([]string{"-c", cfg}, args...))
+	err := root.Execute()
+	if err != nil && errOut.Len() > 0 {
+		t.Logf("moat %s wrote on standard error:\n%s", strings.Join(args, " "), errOut.Bytes())
+	}
+	return out.String(), err
+}
+
+// runMoat is moat for a command that must succeed.
+func runMoat(t *testing.T, cfg string, args ...string) string {
+	t.Helper()
+	out, err := moat(t, cfg, args...)
+	if err != nil {
+		t.Fatalf("moat %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// writeConfig writes a configuration with its data_dir in dir, and extra.
+func writeConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "moat.toml")
+	text := fmt.Sprintf("data_dir = %q\n%s", filepath.Join(dir, "data"), extra)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// shortDir is a temporary directory with a short path, for a data_dir that
+// holds the admin socket: a unix socket's path has at most about 100 bytes.
+func shortDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "moat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}

@@ -1,0 +1,128 @@
+package admin
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"moat/internal/store"
+	"moat/internal/traps"
+)
+
+// Status is what "moat status" prints.
+type Status struct {
+	Running       bool             `json:"running"`
+	Hosts         map[string]int   `json:"hosts"`          // per class
+	Connections   int64            `json:"connections"`    // open now
+	TarpitHeld    int              `json:"tarpit_held"`    // connections held now
+	TarpitSeconds float64          `json:"tarpit_seconds"` // held in total, ever
+	TarpitRefused uint64           `json:"tarpit_refused"` // black connections closed at once: tarpit full
+	Sessions      map[string]int64 `json:"sessions,omitempty"`
+	Refused       map[string]int64 `json:"refused,omitempty"`
+	Traps         int              `json:"traps"`
+	TrapHits      int64            `json:"trap_hits"`
+	TopTraps      []TrapHits       `json:"top_traps,omitempty"` // most hit traps, bait addresses included
+	StoreErrors   int64            `json:"store_errors"`
+	StoreDown     *time.Time       `json:"store_down_since,omitempty"` // a shared store (Redis) unreachable since
+}
+
+// Live is what a running daemon adds to the status.
+type Live struct {
+	Connections   int64
+	TarpitHeld    int
+	TarpitSeconds float64 // of connections held now and finished since start
+	TarpitRefused uint64
+	Sessions      map[string]int64
+	Refused       map[string]int64
+	StoreErrors   int64
+}
+
+// TrapHits is one trap's hit count.
+type TrapHits struct {
+	Addr string `json:"addr"`
+	Hits int64  `json:"hits"`
+}
+
+// Status counts hosts and adds the daemon's live counters.
+func (s *Service) Status() (Status, error) {
+	st := Status{Hosts: map[string]int{"white": 0, "grey": 0, "black": 0}}
+	// The live figures come first: when a shared store is down the
+	// operator most needs to see that, and the counts it cannot give.
+	if d, ok := s.Eng.Store().(interface{ Down() (bool, time.Time) }); ok {
+		if down, since := d.Down(); down {
+			st.StoreDown = &since
+		}
+	}
+	if err := s.storeStatus(&st); err != nil && st.StoreDown == nil {
+		return st, err
+	}
+	if s.Live != nil {
+		l := s.Live()
+		st.Running = true
+		st.Connections, st.TarpitHeld, st.TarpitRefused = l.Connections, l.TarpitHeld, l.TarpitRefused
+		st.Sessions, st.Refused, st.StoreErrors = l.Sessions, l.Refused, l.StoreErrors
+		// The stored total has whole seconds of finished sessions;
+		// add what the connections held now have cost so far.
+		st.TarpitSeconds += l.TarpitSeconds
+	}
+	return st, nil
+}
+
+// storeStatus fills in what the store knows: counts per class, tarpit
+// seconds, traps.
+func (s *Service) storeStatus(st *Status) error {
+	if err := s.Eng.Store().Hosts(func(h store.Host) bool {
+		st.Hosts[h.Class.String()]++
+		return true
+	}); err != nil {
+		return err
+	}
+	counters, err := s.Eng.Store().Counters()
+	if err != nil {
+		return err
+	}
+	st.TarpitSeconds = float64(counters["tarpit_seconds"])
+	for k, v := range counters {
+		if strings.HasPrefix(k, hitPrefix) {
+			st.TrapHits += v
+		}
+	}
+	tl, err := s.Eng.Traps().List()
+	if err != nil {
+		return err
+	}
+	st.Traps = len(tl)
+	st.TopTraps = topTraps(counters, 10)
+	return nil
+}
+
+// hitPrefix starts the name of every trap's hit counter.
+var hitPrefix = traps.HitCounter("")
+
+// topTraps returns the n traps with the most hits, from the counters.
+func topTraps(counters map[string]int64, n int) []TrapHits {
+	var out []TrapHits
+	for k, v := range counters {
+		if a, ok := strings.CutPrefix(k, hitPrefix); ok && v > 0 {
+			out = append(out, TrapHits{Addr: a, Hits: v})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hits != out[j].Hits {
+			return out[i].Hits > out[j].Hits
+		}
+		return out[i].Addr < out[j].Addr
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+func (s *Service) statusRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.Status()
+		reply(w, st, err)
+	})
+}

@@ -1,0 +1,49 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"moat/internal/traps"
+)
+
+// serveBait serves the bait page when bait.listen is set, until ctx is
+// done.
+func (d *Daemon) serveBait(ctx context.Context) error {
+	cfg, log := d.Config.Bait, d.Log
+	if cfg.Listen == "" {
+		return nil
+	}
+	b := d.Engine.Traps().Bait()
+	if b == nil {
+		return errors.New("bait: no key loaded")
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("bait.listen %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           &traps.Page{Bait: b, Count: cfg.Count, TrustedProxies: cfg.TrustedProxies.Nets()},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       20 * time.Second,
+		WriteTimeout:      20 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("bait: serve", "err", err.Error())
+		}
+	}()
+	log.Info("bait page started", "listen", ln.Addr().String(), "domain", b.Domain())
+	return nil
+}

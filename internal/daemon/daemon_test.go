@@ -1,0 +1,172 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"moat/internal/admin"
+	"moat/internal/classify"
+	"moat/internal/clock"
+	"moat/internal/config"
+	"moat/internal/store"
+	"moat/internal/store/bolt"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// parse is the configuration text with its data_dir in dir.
+func parse(t *testing.T, dir, text string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(fmt.Sprintf("data_dir = %q\n%s", dir, text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// The engine follows the configuration and reads time only from the clock
+// it is given, and building it touches no file: a simulation can run it
+// over days in a moment.
+func TestNewEngineRunsOnTheClockItIsGiven(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "never-made")
+	cfg := parse(t, dataDir, `whitelist = ["192.0.2.0/24"]
+[greylist]
+min_retry = "10m"
+[bait]
+domain = "example.org"
+`)
+	clk := clock.NewFake(time.Date(2026, 3, 3, 6, 0, 0, 0, time.UTC))
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "moat.db"), bolt.Options{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng, err := NewEngine(cfg, st, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := eng.Classify(netip.MustParseAddr("192.0.2.5")); err != nil || v.Class != store.White || !v.Static {
+		t.Errorf("a host in the configured whitelist: %+v, %v; want white from the configuration", v, err)
+	}
+	client := netip.MustParseAddr("198.51.100.1")
+	rcpt := func() classify.Action {
+		t.Helper()
+		d, err := eng.Rcpt(client, "a@sender.example", "u@example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Action
+	}
+	if a := rcpt(); a != classify.Defer {
+		t.Fatalf("first attempt: %v, want Defer", a)
+	}
+	clk.Advance(9 * time.Minute)
+	if a := rcpt(); a != classify.Defer {
+		t.Errorf("retry after 9m with min_retry 10m: %v, want Defer", a)
+	}
+	clk.Advance(2 * time.Minute)
+	if a := rcpt(); a != classify.Pass {
+		t.Errorf("retry after 11m: %v, want Pass", a)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("NewEngine made %s (%v): it must touch no file", dataDir, err)
+	}
+}
+
+// freeAddr is a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// shortDir is a temporary directory with a path short enough for the
+// admin socket inside it.
+func shortDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "moat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// A daemon serves SMTP and its admin socket until its context ends, then
+// returns cleanly and leaves no socket behind.
+func TestDaemonRunsUntilCancelled(t *testing.T) {
+	dir := shortDir(t)
+	cfg := parse(t, dir, fmt.Sprintf(`listen = %q
+hostname = "mx.example.org"
+backend = %q
+[greylist]
+greet_delay = "10ms"
+[reputation]
+dns_servers = ["127.0.0.1:9"]
+`, freeAddr(t), freeAddr(t)))
+	d, err := New(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	var c net.Conn
+	for deadline := time.Now().Add(10 * time.Second); c == nil; time.Sleep(10 * time.Millisecond) {
+		if c, err = net.Dial("tcp", cfg.Listen); err != nil && time.Now().After(deadline) {
+			t.Fatalf("moat does not listen on %s: %v", cfg.Listen, err)
+		}
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if banner, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(banner, "220") || !strings.Contains(banner, "mx.example.org") {
+		t.Errorf("banner %q, %v; want a 220 naming mx.example.org", banner, err)
+	}
+	c.Close()
+	var st admin.Status
+	if err := admin.NewClient(cfg.AdminSocket()).Do("GET", "/v1/status", nil, &st); err != nil || !st.Running {
+		t.Errorf("status over the admin socket: %+v, %v; want running", st, err)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+	if _, err := os.Stat(cfg.AdminSocket()); !os.IsNotExist(err) {
+		t.Errorf("admin socket left behind: %v", err)
+	}
+}
+
+// The offline service builds a trap miner only for the commands that mine.
+func TestOffline(t *testing.T) {
+	cfg := parse(t, t.TempDir(), "")
+	st, err := OpenStore(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, mining := range []bool{false, true} {
+		svc, err := Offline(cfg, st, mining, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if svc.Live != nil || (svc.Miner != nil) != mining {
+			t.Errorf("Offline(mining %v): live %v, miner %v", mining, svc.Live != nil, svc.Miner != nil)
+		}
+	}
+}

@@ -1,0 +1,25 @@
+package traps
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Watch reloads the stored traps every interval until ctx is done, so that
+// traps added on another moat sharing the store apply here too. A failed
+// reload keeps the last list and is logged; the next tick tries again.
+func (s *Set) Watch(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Reload(); err != nil {
+				log.Warn("traps: reload", "err", err.Error())
+			}
+		}
+	}
+}
