@@ -27,17 +27,6 @@ type Status struct {
 	StoreDown     *time.Time       `json:"store_down_since,omitempty"` // a shared store (Redis) unreachable since
 }
 
-// Live is what a running daemon adds to the status.
-type Live struct {
-	Connections   int64
-	TarpitHeld    int
-	TarpitSeconds float64 // of connections held now and finished since start
-	TarpitRefused uint64
-	Sessions      map[string]int64
-	Refused       map[string]int64
-	StoreErrors   int64
-}
-
 // TrapHits is one trap's hit count.
 type TrapHits struct {
 	Addr string `json:"addr"`

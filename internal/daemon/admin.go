@@ -3,9 +3,11 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 
 	"moat/internal/admin"
+	"moat/internal/config"
 	"moat/internal/server"
 )
 
@@ -28,12 +30,12 @@ func live(srv *server.Server) func() admin.Live {
 // serveAdminTCP opens the TCP admin listener when admin.listen is set. It
 // never opens one without a token: a missing, unreadable, shared or short
 // token file stops start-up.
-func (d *Daemon) serveAdminTCP(ctx context.Context) error {
-	addr := d.Config.Admin.Listen
+func serveAdminTCP(ctx context.Context, cfg config.Admin, svc *admin.Service, log *slog.Logger) error {
+	addr := cfg.Listen
 	if addr == "" {
 		return nil
 	}
-	token, err := admin.LoadToken(d.Config.Admin.TokenFile)
+	token, err := admin.LoadToken(cfg.TokenFile)
 	if err != nil {
 		return err
 	}
@@ -42,10 +44,10 @@ func (d *Daemon) serveAdminTCP(ctx context.Context) error {
 		return fmt.Errorf("admin.listen %s: %w", addr, err)
 	}
 	go func() {
-		if err := d.Admin.ServeTCP(ctx, ln, token); err != nil {
-			d.Log.Error("admin: TCP listener stopped", "listen", addr, "err", err.Error())
+		if err := svc.ServeTCP(ctx, ln, token); err != nil {
+			log.Error("admin: TCP listener stopped", "listen", addr, "err", err.Error())
 		}
 	}()
-	d.Log.Info("admin: TCP listener", "listen", ln.Addr().String())
+	log.Info("admin: TCP listener", "listen", ln.Addr().String())
 	return nil
 }

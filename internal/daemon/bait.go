@@ -9,17 +9,17 @@ import (
 	"net/http"
 	"time"
 
+	"moat/internal/config"
 	"moat/internal/traps"
 )
 
-// serveBait serves the bait page when bait.listen is set, until ctx is
-// done.
-func (d *Daemon) serveBait(ctx context.Context) error {
-	cfg, log := d.Config.Bait, d.Log
+// serveBait serves the page that publishes the bait addresses of ts when
+// bait.listen is set, until ctx is done.
+func serveBait(ctx context.Context, cfg config.Bait, ts *traps.Set, log *slog.Logger) error {
 	if cfg.Listen == "" {
 		return nil
 	}
-	b := d.Engine.Traps().Bait()
+	b := ts.Bait()
 	if b == nil {
 		return errors.New("bait: no key loaded")
 	}

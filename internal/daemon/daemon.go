@@ -113,7 +113,7 @@ func New(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	}
 	d.Server.SetTarpit(d.Tarpit)
 	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Live: live(d.Server)}
-	if err = d.loadReputation(); err != nil {
+	if d.Drop, err = loadReputation(cfg, d.Engine, log); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -144,14 +144,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer os.Remove(cfg.AdminSocket())
 	go d.Admin.Serve(ctx, aln)
-	if err := d.serveAdminTCP(ctx); err != nil {
+	if err := serveAdminTCP(ctx, cfg.Admin, d.Admin, d.Log); err != nil {
 		return err
 	}
-	if err := d.serveBait(ctx); err != nil {
+	if err := serveBait(ctx, cfg.Bait, d.Engine.Traps(), d.Log); err != nil {
 		return err
 	}
 	go d.Miner.Run(ctx)
-	if err := d.follow(ctx); err != nil {
+	if err := follow(ctx, cfg, d.Engine, d.Miner, d.Log); err != nil {
 		return err
 	}
 	if d.Drop != nil {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"moat/internal/classify"
+	"moat/internal/config"
 	"moat/internal/greylist"
 	"moat/internal/reputation"
 )
@@ -17,12 +19,13 @@ import (
 // (SIGHUP reads them at once).
 const dropReload = 10 * time.Minute
 
-// loadReputation gives the engine what the [reputation] table asks for
-// beyond the policy NewEngine set: DNS lists, SPF pools, network lists and
-// the AS table.
-func (d *Daemon) loadReputation() error {
-	rc, log := d.Config.Reputation, d.Log
-	rep := reputationPolicy(d.Config)
+// loadReputation gives eng what the [reputation] table asks for beyond
+// the policy NewEngine set: DNS lists, SPF pools, network lists and the AS
+// table. It returns the network lists, for reloading; nil when there are
+// none.
+func loadReputation(cfg *config.Config, eng *classify.Engine, log *slog.Logger) (*reputation.DropList, error) {
+	rc := cfg.Reputation
+	rep := reputationPolicy(cfg)
 	rep.Log = log
 	servers := rc.DNSServers
 	if len(servers) == 0 && (len(rc.DNSBL) > 0 || rc.SPFPools) {
@@ -35,7 +38,7 @@ func (d *Daemon) loadReputation() error {
 	if len(rc.DNSBL) > 0 && len(servers) > 0 {
 		bl, err := reputation.NewDNSBL(reputation.DNSBLConfig{Sites: rc.DNSBL, Servers: servers, Timeout: rc.DNSBLTimeout.Duration, Log: log})
 		if err != nil {
-			return fmt.Errorf("config: reputation.dnsbl: %w", err)
+			return nil, fmt.Errorf("config: reputation.dnsbl: %w", err)
 		}
 		rep.DNSBL = bl
 	}
@@ -45,21 +48,21 @@ func (d *Daemon) loadReputation() error {
 	if len(rc.DropLists) > 0 {
 		drop, err := reputation.LoadDrop(rc.DropLists...)
 		if err != nil {
-			return fmt.Errorf("config: reputation.drop_lists: %w", err)
+			return nil, fmt.Errorf("config: reputation.drop_lists: %w", err)
 		}
-		rep.Drop, d.Drop = drop, drop
+		rep.Drop = drop
 	}
 	if rc.ASNDB != "" {
 		t, err := reputation.LoadASN(rc.ASNDB)
 		if err != nil {
-			return fmt.Errorf("config: reputation.asn_db: %w", err)
+			return nil, fmt.Errorf("config: reputation.asn_db: %w", err)
 		}
 		rep.ASN = t
 	}
-	d.Engine.SetReputation(rep)
+	eng.SetReputation(rep)
 	log.Info("reputation", "dnsbl_sites", len(rc.DNSBL), "dns_servers", len(servers), "spf_pools", rep.Pools != nil,
 		"drop_networks", rep.Drop.Len(), "asn_ranges", rep.ASN.Len(), "net_threshold", rc.NetThreshold, "follow", len(rc.Follow))
-	return nil
+	return rep.Drop, nil
 }
 
 // reloadDrop reads the network lists again every dropReload and on SIGHUP
