@@ -2,7 +2,6 @@ package admin
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -12,33 +11,13 @@ import (
 	"moat/internal/store"
 )
 
-// serveSocket serves svc on a fresh socket until the test ends and returns
-// a client for it.
-func serveSocket(t *testing.T, svc *Service) *Client {
-	t.Helper()
-	path := socketPath(t)
-	ln, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return NewClient(path)
-}
-
 // With no daemon the command line serves its requests in-process: the
 // answers, refusals and streams are the same as over the socket.
 func TestLocalClientAnswersAsTheSocketDoes(t *testing.T) {
 	f := newFixture(t)
 	f.populate(t)
-	clients := map[string]*Client{"socket": serveSocket(t, f.svc), "local": LocalClient(f.svc)}
+	sock, _ := serveSocket(t, f.svc)
+	clients := map[string]*Client{"socket": sock, "local": LocalClient(f.svc)}
 	for _, r := range []struct {
 		method, path string
 		body         any
@@ -94,7 +73,7 @@ func TestClientReturnsTheAPIsMessage(t *testing.T) {
 		errors.New("disk on fire"),
 	} {
 		f := newFixture(t)
-		c := serveSocket(t, serviceOver(t, failingStore{Store: f.st, err: cause}, f.clk))
+		c, _ := serveSocket(t, serviceOver(t, failingStore{Store: f.st, err: cause}, f.clk))
 		if err := c.Do("GET", "/v1/hosts", nil, nil); err == nil || err.Error() != cause.Error() {
 			t.Errorf("GET /v1/hosts with the store failing: %v, want %q", err, cause)
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -92,9 +93,11 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	ln.Close()
 }
 
-func TestServeOverSocket(t *testing.T) {
-	f := newFixture(t)
-	f.populate(t)
+// serveSocket serves svc on a fresh socket and returns a client for it,
+// and stop, which ends Serve (at the latest when the test ends) and
+// returns what Serve returned.
+func serveSocket(t *testing.T, svc *Service) (*Client, func() error) {
+	t.Helper()
 	path := socketPath(t)
 	ln, err := Listen(path)
 	if err != nil {
@@ -102,9 +105,23 @@ func TestServeOverSocket(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- f.svc.Serve(ctx, ln) }()
+	go func() { done <- svc.Serve(ctx, ln) }()
+	stop := sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return NewClient(path), stop
+}
 
-	c := NewClient(path)
+func TestServeOverSocket(t *testing.T) {
+	f := newFixture(t)
+	f.populate(t)
+	c, stop := serveSocket(t, f.svc)
 	var hs []HostView
 	if err := c.Do("GET", "/v1/hosts?class=white", nil, &hs); err != nil {
 		t.Fatal(err)
@@ -115,11 +132,10 @@ func TestServeOverSocket(t *testing.T) {
 	if err := c.Do("POST", "/v1/hosts", map[string]string{"ip": "192.0.2.9", "class": "purple"}, nil); err == nil || !strings.Contains(err.Error(), "purple") {
 		t.Errorf("bad request over the socket: %v, want the server's error", err)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Serve after cancel: %v", err)
 	}
-	if err := NewClient(path).Do("GET", "/v1/status", nil, nil); !errors.Is(err, ErrNoDaemon) {
+	if err := c.Do("GET", "/v1/status", nil, nil); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("client with no daemon: %v, want ErrNoDaemon", err)
 	}
 }
