@@ -135,7 +135,8 @@ func loadTLS(cfg *config.Config) (*tls.Config, error) {
 // second moat on the same data_dir; the SMTP port last, so that whoever
 // sees it open finds every other part serving), starts the background
 // work and serves until ctx is done. It returns once open sessions have
-// ended or their grace period has passed.
+// ended or their grace period has passed. What it started before an error
+// stops when ctx is done.
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.Config
 	aln, err := admin.Listen(cfg.AdminSocket())
