@@ -13,20 +13,34 @@ import (
 )
 
 // TestTrapsCommandsWithoutDaemon: with moat stopped, "traps mine" records
-// a log's rejections in the store, "traps candidates" lists what
-// qualifies, and "traps decode" names the harvester of a bait address.
+// a log's rejections in the store (for hosts moat has a record of),
+// "traps candidates" lists what qualifies, and "traps decode" names the
+// harvester of a bait address.
 func TestTrapsCommandsWithoutDaemon(t *testing.T) {
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, "[bait]\ndomain = \"example.org\"\n")
+	cfg := writeConfig(t, dir, "[traps]\ndomains = [\"example.org\"]\n[bait]\ndomain = \"example.org\"\n")
 
-	out, err := moat(t, cfg, "traps", "mine", filepath.Join("..", "..", "internal", "traps", "testdata", "postfix-mail.log"))
-	if err != nil {
-		t.Fatalf("traps mine: %v\n%s", err, out)
+	mine := func() string {
+		t.Helper()
+		out, err := moat(t, cfg, "traps", "mine", filepath.Join("..", "..", "internal", "traps", "testdata", "postfix-mail.log"))
+		if err != nil {
+			t.Fatalf("traps mine: %v\n%s", err, out)
+		}
+		return out
 	}
-	if !strings.Contains(out, "7 rejections recorded, 1 candidates now") {
+	// Moat never saw the hosts in this log: their lines count for nothing.
+	if out := mine(); !strings.Contains(out, "7 rejections recorded, 0 candidates now") {
 		t.Errorf("traps mine said %q", out)
 	}
-	out, err = moat(t, cfg, "traps", "candidates", "--json")
+	for _, h := range []string{"198.51.100.23", "2001:db8:5::17", "192.0.2.145"} {
+		if out, err := moat(t, cfg, "hosts", "black", h); err != nil {
+			t.Fatalf("hosts black %s: %v\n%s", h, err, out)
+		}
+	}
+	if out := mine(); !strings.Contains(out, "7 rejections recorded, 1 candidates now") {
+		t.Errorf("traps mine said %q", out)
+	}
+	out, err := moat(t, cfg, "traps", "candidates", "--json")
 	if err != nil {
 		t.Fatalf("traps candidates: %v\n%s", err, out)
 	}

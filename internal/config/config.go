@@ -80,10 +80,13 @@ type Traps struct {
 	MinHosts      int      `toml:"min_hosts"`      // distinct hosts that make an address a candidate
 	Auto          string   `toml:"auto"`           // "suggest", "promote" or "off"
 	Follow        []string `toml:"follow"`         // log files to follow for "User unknown" rejections
-	RejectPattern string   `toml:"reject_pattern"` // regexp with named groups client and addr
+	RejectPattern string   `toml:"reject_pattern"` // "": Postfix's reject records read by their fields; else a regexp with groups client and addr, anchored after the queue id
 }
 
-// DefaultRejectPattern matches Postfix's "User unknown" rejections, e.g.
+// DefaultRejectPattern is the pattern earlier versions searched log lines
+// with, kept for configurations that spell it out: matched at the start of
+// the text after the queue id, as every reject_pattern now is, it reads
+// Postfix's "User unknown" rejections, e.g.
 //
 //	NOQUEUE: reject: RCPT from x[192.0.2.1]: 550 5.1.1 <a@example.org>: Recipient address rejected: User unknown in virtual mailbox table;
 const DefaultRejectPattern = `reject: RCPT from [^\[\]]*\[(?P<client>[0-9A-Fa-f:.]+)\](?::\d+)?: 5\d\d 5\.1\.1 <(?P<addr>[^<>\s]+)>: Recipient address rejected: User unknown`
@@ -164,7 +167,7 @@ func Default() *Config {
 			DataTimeout:    Duration{10 * time.Minute},
 			BackendTimeout: Duration{5 * time.Minute},
 		},
-		Traps:      Traps{MinHosts: 3, Auto: "suggest", RejectPattern: DefaultRejectPattern},
+		Traps:      Traps{MinHosts: 3, Auto: "suggest"},
 		Bait:       Bait{Count: 3},
 		Log:        Log{Level: "info", Format: "json"},
 		Reputation: defaultReputation(),

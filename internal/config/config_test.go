@@ -138,7 +138,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"admin socket", c.AdminSocket(), "./moat-data/moat.sock"},
 		{"traps.min_hosts", c.Traps.MinHosts, 3},
 		{"traps.auto", c.Traps.Auto, "suggest"},
-		{"traps.reject_pattern", c.Traps.RejectPattern, DefaultRejectPattern},
+		{"traps.reject_pattern", c.Traps.RejectPattern, ""},
 		{"bait.listen", c.Bait.Listen, ""},
 		{"bait.count", c.Bait.Count, 3},
 		{"bait key file", c.BaitKeyFile(), "./moat-data/bait.key"},

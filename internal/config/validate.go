@@ -153,12 +153,14 @@ func (c *Config) validateMining() error {
 			return fmt.Errorf("config: traps.follow[%d]: empty path: want a log file, e.g. \"/var/log/mail.log\"", i)
 		}
 	}
-	re, err := regexp.Compile(t.RejectPattern)
-	if err != nil {
-		return fmt.Errorf("config: traps.reject_pattern: not a regular expression: %v", err)
-	}
-	if re.SubexpIndex("client") < 0 || re.SubexpIndex("addr") < 0 {
-		return fmt.Errorf("config: traps.reject_pattern: needs the named groups (?P<client>…) for the client's IP address and (?P<addr>…) for the recipient")
+	if t.RejectPattern != "" {
+		re, err := regexp.Compile(t.RejectPattern)
+		if err != nil {
+			return fmt.Errorf("config: traps.reject_pattern: not a regular expression: %v", err)
+		}
+		if re.SubexpIndex("client") < 0 || re.SubexpIndex("addr") < 0 {
+			return fmt.Errorf("config: traps.reject_pattern: needs the named groups (?P<client>…) for the client's IP address and (?P<addr>…) for the recipient")
+		}
 	}
 	b := c.Bait
 	if b.Listen != "" {

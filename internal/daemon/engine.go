@@ -106,17 +106,14 @@ func reputationPolicy(cfg *config.Config) classify.Reputation {
 	}
 }
 
-// loadBait makes minted bait addresses traps. The key is made when bait
-// is configured; when it is not but a key exists (bait was on before),
-// the key is still loaded, so addresses published then stay traps.
+// loadBait makes minted bait addresses at bait.domain traps; the key is
+// made on first use. Without bait.domain there is no bait: an address is
+// bait only at its domain.
 func loadBait(cfg *config.Config, ts *traps.Set) error {
-	path := cfg.BaitKeyFile()
 	if cfg.Bait.Domain == "" {
-		if _, err := os.Stat(path); err != nil {
-			return nil
-		}
+		return nil
 	}
-	key, err := traps.LoadKey(path)
+	key, err := traps.LoadKey(cfg.BaitKeyFile())
 	if err != nil {
 		return fmt.Errorf("config: bait.secret_file: %w", err)
 	}

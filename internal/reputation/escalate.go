@@ -1,6 +1,7 @@
 package reputation
 
 import (
+	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
@@ -16,14 +17,17 @@ import (
 //
 // A Counter is bounded: it follows at most MaxKeys keys and MaxPerKey
 // hosts per key; beyond that, new keys are not followed until old ones
-// leave the window.
+// leave the window. Reaching MaxKeys is logged once, and again only after
+// the count went below it.
 type Counter struct {
 	Window    time.Duration
-	MaxKeys   int // default 100000
-	MaxPerKey int // default 256
+	MaxKeys   int          // default 100000
+	MaxPerKey int          // default 256
+	Log       *slog.Logger // default slog.Default()
 
 	mu   sync.Mutex
 	keys map[string]map[netip.Addr]time.Time
+	full bool
 }
 
 // NewCounter returns a Counter with the given window.
@@ -41,9 +45,19 @@ func (c *Counter) Add(key string, host netip.Addr, now time.Time) int {
 		if len(c.keys) >= c.MaxKeys {
 			c.sweep(now)
 			if len(c.keys) >= c.MaxKeys {
+				if !c.full {
+					c.full = true
+					log := c.Log
+					if log == nil {
+						log = slog.Default()
+					}
+					log.Warn("escalation: counting at its cap of networks: new ones are not counted until old ones leave the window",
+						"max_keys", c.MaxKeys, "window", c.Window.String())
+				}
 				return 1
 			}
 		}
+		c.full = false
 		hosts = map[netip.Addr]time.Time{}
 		c.keys[key] = hosts
 	}

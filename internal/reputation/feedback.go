@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"moat/internal/logfollow"
 )
 
 // Verdict is what a content filter said of one message.
@@ -46,7 +47,8 @@ func (f Feedback) String() string {
 
 // KarmaPolicy weighs verdicts. Karma starts at 0; spam subtracts
 // SpamWeight, ham adds HamWeight, and the sum decays towards 0 with the
-// given half-life, so old sins and old merits fade alike.
+// given half-life, so old sins and old merits fade alike. The sum stays
+// within Range.
 type KarmaPolicy struct {
 	SpamWeight float64       // default 1
 	HamWeight  float64       // default 0.25
@@ -58,16 +60,30 @@ type KarmaPolicy struct {
 // DefaultKarma is the policy when nothing is configured: the first spam
 // verdict costs a white host its whitelisting (karma -1 < 0) and a second
 // one within days makes it black (about -2 < -1.5), even if one ham verdict
-// came before (+0.25). Ham protects a host that has earned it: after four
-// ham verdicts a host absorbs one spam verdict and stays white, after ten
-// it absorbs two.
+// came before (+0.25). Ham protects a host that has earned it, within
+// bounds: after four ham verdicts a host absorbs one spam verdict and
+// stays white; no number of ham verdicts absorbs two (see Range).
 func DefaultKarma() KarmaPolicy {
 	return KarmaPolicy{SpamWeight: 1, HamWeight: 0.25, HalfLife: 7 * 24 * time.Hour, GreyBelow: 0, BlackBelow: -1.5}
 }
 
+// Range is the interval karma is kept in: [BlackBelow - 2*SpamWeight,
+// GreyBelow + SpamWeight], [-3.5, 1] with the defaults.
+//
+// The top means that ham cushions one spam verdict and never more: a host
+// whose mail was clean for a year and that starts spamming loses its
+// whitelisting at the second verdict, as filters' verdicts are cheap to
+// earn (a sender that passes the greylist once can send clean messages in
+// bulk). The bottom means that a host that stopped spamming fades back
+// above BlackBelow within about a half-life and a quarter, however much it
+// sent before.
+func (p KarmaPolicy) Range() (lo, hi float64) {
+	return p.BlackBelow - 2*p.SpamWeight, p.GreyBelow + p.SpamWeight
+}
+
 // Karma is what moat remembers of a host's verdicts.
 type Karma struct {
-	Score float64   `json:"score"` // as of At
+	Score float64   `json:"score"` // as of At, within the policy's Range
 	At    time.Time `json:"at"`
 	Spam  int       `json:"spam"` // verdicts ever counted
 	Ham   int       `json:"ham"`
@@ -90,7 +106,7 @@ func (k Karma) Now(now time.Time, halfLife time.Duration) float64 {
 	return v
 }
 
-// Add applies a verdict at now.
+// Add applies a verdict at now, keeping the karma within Range.
 func (p KarmaPolicy) Add(k Karma, v Verdict, now time.Time) Karma {
 	k.Score = k.Now(now, p.HalfLife)
 	k.At = now
@@ -102,6 +118,8 @@ func (p KarmaPolicy) Add(k Karma, v Verdict, now time.Time) Karma {
 		k.Score += p.HamWeight
 		k.Ham++
 	}
+	lo, hi := p.Range()
+	k.Score = min(max(k.Score, lo), hi)
 	return k
 }
 
@@ -127,118 +145,222 @@ const (
 
 // ParseLine reads one log line of the given format. ok is false for lines
 // that carry no verdict about a client host.
+//
+// Every parser reads the fields its program writes before the first field
+// a client controls, by position, and takes the client's address only from
+// a field the program filled from the connection (logfollow.ClientAddr,
+// which also refuses moat's own addresses). What a client wrote — a
+// Message-ID, a HELO name, an envelope address, a subject — can hold any
+// other format's words; it is never searched for them.
 func ParseLine(format, line string) (Feedback, bool) {
 	switch format {
 	case FormatRspamd:
 		return parseRspamd(line)
 	case FormatSpamAssassin:
-		return parseSpamAssassin(line)
+		return parseAmavis(line)
 	case FormatPostfix:
 		return parsePostfix(line)
 	}
 	return Feedback{}, false
 }
 
-var (
-	// rspamd_task_write_log: id: <…>, qid: <…>, ip: 192.0.2.1, from: <…>,
-	// (default: T (reject): [1000.00/15.00] [GTUBE(0.00){…}]), len: …
-	rspamdIP     = regexp.MustCompile(`[,:] ip: ([0-9A-Fa-f:.]+),`)
-	rspamdAction = regexp.MustCompile(`\(default: [A-Z] \(([a-z ]+)\): \[(-?[0-9.]+)/`)
-)
-
-// parseRspamd reads rspamd's per-message log line. reject, add header
-// and rewrite subject are spam; no action is ham; greylist and soft reject
-// say nothing yet (the message comes back).
+// rspamd writes one line per message (rspamd_task_write_log), to its own
+// file or to syslog. With its default log_format:
+//
+//	2026-11-23 10:20:36 #2642(rspamd_proxy) <27ed63>; proxy; rspamd_task_write_log: id: <MID>, qid: <QID>, ip: 192.0.2.1,
+//	  [user: U,] from: <FROM>, (default: T (reject): [16.00/15.00] [SYMBOLS]), len: 185, time: …, digest: <…>, rcpts: <…>, …
+//
+// id is the client's Message-ID; rspamd writes a space in it as "?", so the
+// first space after "id: <" ends it, and qid and ip follow. The action
+// comes after from, which rspamd writes as the client sent it, spaces
+// included: a sender can write "(default: F (no action)…" there. A line in
+// which the action's opening "(default: " or the field " ip: " appears more
+// than once is therefore ambiguous, and says nothing.
 func parseRspamd(line string) (Feedback, bool) {
-	m := rspamdAction.FindStringSubmatch(line)
-	ipm := rspamdIP.FindStringSubmatch(line)
-	if m == nil || ipm == nil {
+	text, ok := rspamdTaskLog(line)
+	if !ok || strings.Count(text, "(default: ") != 1 || strings.Count(text, " ip: ") != 1 {
 		return Feedback{}, false
 	}
-	ip, err := netip.ParseAddr(ipm[1])
-	if err != nil {
+	mid, ok := strings.CutPrefix(text, "id: <")
+	if !ok {
+		return Feedback{}, false
+	}
+	mid, rest, ok := strings.Cut(mid, " ")
+	if !ok || !strings.HasSuffix(mid, ">,") {
+		return Feedback{}, false
+	}
+	if q, ok := strings.CutPrefix(rest, "qid: <"); ok {
+		qid, after, ok := strings.Cut(q, ">, ")
+		if !ok || strings.ContainsAny(qid, " <>") {
+			return Feedback{}, false
+		}
+		rest = after
+	}
+	ipText, ok := strings.CutPrefix(rest, "ip: ")
+	if !ok {
+		return Feedback{}, false
+	}
+	ipText, _, ok = strings.Cut(ipText, ", ")
+	if !ok {
+		return Feedback{}, false
+	}
+	ip, ok := logfollow.ClientAddr(ipText)
+	if !ok {
+		return Feedback{}, false
+	}
+	_, act, _ := strings.Cut(rest, "(default: ")
+	// "T (reject): [16.00/15.00] [": the spam flag, the action, the
+	// score and the required score.
+	if len(act) < 3 || !strings.ContainsRune("TFS", rune(act[0])) || act[1:3] != " (" {
+		return Feedback{}, false
+	}
+	action, scores, ok := strings.Cut(act[3:], "): [")
+	if !ok {
 		return Feedback{}, false
 	}
 	var v Verdict
-	switch m[1] {
+	switch action {
 	case "reject", "add header", "rewrite subject", "discard", "quarantine":
 		v = Spam
 	case "no action":
 		v = Ham
 	default:
+		// greylist and soft reject say nothing yet: the message
+		// comes back.
 		return Feedback{}, false
 	}
-	score, _ := strconv.ParseFloat(m[2], 64)
-	return Feedback{IP: ip.Unmap(), Verdict: v, Score: score, Source: FormatRspamd}, true
+	score, _, _ := strings.Cut(scores, "/")
+	sc, _ := strconv.ParseFloat(score, 64)
+	return Feedback{IP: ip, Verdict: v, Score: sc, Source: FormatRspamd}, true
 }
 
-var (
-	// amavis[…]: (…) Blocked SPAM {DiscardedInbound}, [192.0.2.1]:4711 [198.51.100.7] <a@b> -> <c@d>, …, Hits: 25.1, …
-	amavisLine = regexp.MustCompile(`\b(Passed|Blocked) (CLEAN|SPAMMY|SPAM)\b(?: \{[^}]*\})?,(?: [A-Z/]+)* \[([0-9A-Fa-f:.]+)\]`)
-	amavisHits = regexp.MustCompile(`\bHits: (-?[0-9.]+)`)
-	// spamd[…]: spamd: result: Y 15 - GTUBE,… ; its client is spamc, so
-	// only lines that also name a client host in brackets are used.
-	spamdLine = regexp.MustCompile(`spamd: result: ([Y.]) (-?[0-9.]+) `)
-	bracketIP = regexp.MustCompile(`\[([0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*)\]`)
-)
-
-// parseSpamAssassin reads amavis result lines (the client host is the
-// first bracketed address) and spamd result lines that name a client host.
-func parseSpamAssassin(line string) (Feedback, bool) {
-	if m := amavisLine.FindStringSubmatch(line); m != nil {
-		ip, err := netip.ParseAddr(m[3])
-		if err != nil {
-			return Feedback{}, false
+// rspamdTaskLog returns what follows "rspamd_task_write_log: " in a line
+// of rspamd's own log file or of syslog.
+func rspamdTaskLog(line string) (string, bool) {
+	var rest string
+	if e, ok := logfollow.ParseSyslog(line); ok {
+		if e.Program != "rspamd" {
+			return "", false
 		}
-		v := Spam
-		if m[2] == "CLEAN" {
-			v = Ham
+		rest = e.Text
+	} else {
+		// "2026-11-23 10:20:36 #2642(rspamd_proxy) ", the time
+		// possibly with a fraction.
+		date, r, ok := strings.Cut(line, " ")
+		if !ok || len(date) != 10 || date[4] != '-' || date[7] != '-' {
+			return "", false
 		}
-		fb := Feedback{IP: ip.Unmap(), Verdict: v, Source: FormatSpamAssassin}
-		if h := amavisHits.FindStringSubmatch(line); h != nil {
-			fb.Score, _ = strconv.ParseFloat(h[1], 64)
+		clock, r, ok := strings.Cut(r, " ")
+		if !ok || len(clock) < 8 || clock[2] != ':' || clock[5] != ':' {
+			return "", false
 		}
-		return fb, true
+		proc, r, ok := strings.Cut(r, " ")
+		if !ok || !strings.HasPrefix(proc, "#") || !strings.HasSuffix(proc, ")") {
+			return "", false
+		}
+		rest = r
 	}
-	if m := spamdLine.FindStringSubmatch(line); m != nil {
-		b := bracketIP.FindStringSubmatch(line)
-		if b == nil {
-			return Feedback{}, false
-		}
-		ip, err := netip.ParseAddr(b[1])
-		if err != nil {
-			return Feedback{}, false
-		}
-		v := Ham
-		if m[1] == "Y" {
-			v = Spam
-		}
-		score, _ := strconv.ParseFloat(m[2], 64)
-		return Feedback{IP: ip.Unmap(), Verdict: v, Score: score, Source: FormatSpamAssassin}, true
+	// "<27ed63>; proxy; rspamd_task_write_log: "
+	uid, rest, ok := strings.Cut(rest, "; ")
+	if !ok || !strings.HasPrefix(uid, "<") || !strings.HasSuffix(uid, ">") {
+		return "", false
 	}
-	return Feedback{}, false
+	module, rest, ok := strings.Cut(rest, "; ")
+	if !ok || strings.ContainsAny(module, " <>") {
+		return "", false
+	}
+	return strings.CutPrefix(rest, "rspamd_task_write_log: ")
 }
 
-// postfix/smtpd[…]: NOQUEUE: reject: RCPT from h[192.0.2.1]: 554 5.7.1 …
-// postfix/cleanup[…]: ABC: milter-reject: END-OF-MESSAGE from h[192.0.2.1]: 5.7.1 Gtube pattern; …
-var postfixReject = regexp.MustCompile(`\b(?:milter-)?reject: [A-Z-]+ from [^\[\s]*\[([0-9A-Fa-f:.]+)\](?::\d+)?: (5\d\d |5\.\d{1,3}\.\d{1,3}\b)`)
+// amavis (amavisd-new with SpamAssassin) writes one line per message:
+//
+//	amavis[1234]: (01234-05) Blocked SPAM {DiscardedInbound}, [192.0.2.1]:4711 [198.51.100.7] <from> -> <to>, Queue-ID: …, Message-ID: <…>, …, Hits: 25.1, …
+//
+// Up to the client's address everything is amavis's own: the log id, the
+// verdict, the action in braces, the operator's policy bank names. The
+// client is the first bracketed address, and it is followed by its port;
+// the second one is amavis's guess of the originating host from the
+// Received headers, which a client writes, and is never taken. The score
+// comes after the sender and is not read.
+func parseAmavis(line string) (Feedback, bool) {
+	e, ok := logfollow.ParseSyslog(line)
+	if !ok || !strings.HasPrefix(e.Program, "amavis") {
+		return Feedback{}, false
+	}
+	id, rest, ok := strings.Cut(e.Text, " ")
+	if !ok || !strings.HasPrefix(id, "(") || !strings.HasSuffix(id, ")") {
+		return Feedback{}, false
+	}
+	action, rest, ok := strings.Cut(rest, " ")
+	if !ok || action != "Passed" && action != "Blocked" {
+		return Feedback{}, false
+	}
+	i := strings.IndexAny(rest, " ,")
+	if i < 0 {
+		return Feedback{}, false
+	}
+	var v Verdict
+	switch rest[:i] {
+	case "CLEAN":
+		v = Ham
+	case "SPAM", "SPAMMY":
+		v = Spam
+	default:
+		// INFECTED (name), BANNED (file name), BAD-HEADER…: not a
+		// spam verdict, and the parentheses hold what the client
+		// sent.
+		return Feedback{}, false
+	}
+	rest = rest[i:]
+	if b, ok := strings.CutPrefix(rest, " {"); ok {
+		j := strings.IndexByte(b, '}')
+		if j < 0 || strings.ContainsAny(b[:j], " []") {
+			return Feedback{}, false
+		}
+		rest = b[j+1:]
+	}
+	rest, ok = strings.CutPrefix(rest, ", ")
+	if !ok {
+		return Feedback{}, false
+	}
+	// Policy bank names and LOCAL, then "[addr]:port ".
+	for !strings.HasPrefix(rest, "[") {
+		tok, r, ok := strings.Cut(rest, " ")
+		if !ok || tok == "" || strings.ContainsAny(tok, "[]<>,") {
+			return Feedback{}, false
+		}
+		rest = r
+	}
+	addr, rest, ok := strings.Cut(rest[1:], "]:")
+	if !ok || len(rest) == 0 || rest[0] < '0' || rest[0] > '9' {
+		return Feedback{}, false
+	}
+	ip, ok := logfollow.ClientAddr(addr)
+	if !ok {
+		return Feedback{}, false
+	}
+	return Feedback{IP: ip, Verdict: v, Source: FormatSpamAssassin}, true
+}
 
-// parsePostfix reads permanent rejections of a client by the backend's
-// own restrictions and milters as spam. Unknown recipients (5.1.1) are not
-// counted: a legitimate sender meets them too, and they are the traps'
-// evidence. Temporary rejections say nothing yet.
+// parsePostfix reads Postfix's permanent policy and content refusals of a
+// client (enhanced status 5.7.x: its own restrictions, a DNS list, a
+// milter's verdict) as spam. Refusals about the mailbox (5.1.x no such
+// user, 5.2.x mailbox full, 5.3.x mail system) are not: a legitimate
+// sender meets them too, and unknown users are the traps' evidence.
+// Temporary refusals say nothing yet.
 func parsePostfix(line string) (Feedback, bool) {
-	m := postfixReject.FindStringSubmatch(line)
-	if m == nil {
+	e, ok := logfollow.ParseSyslog(line)
+	if !ok {
 		return Feedback{}, false
 	}
-	rest := line[strings.Index(line, m[0])+len(m[0]):]
-	if strings.Contains(m[2], "5.1.1") || strings.HasPrefix(rest, "5.1.1 ") || strings.Contains(rest, "User unknown") {
+	switch e.Daemon() {
+	case "smtpd", "cleanup", "postscreen":
+	default:
 		return Feedback{}, false
 	}
-	ip, err := netip.ParseAddr(m[1])
-	if err != nil {
+	r, ok := logfollow.ParseReject(e.Text)
+	if !ok || !r.Permanent() || !strings.HasPrefix(r.Status, "5.7.") {
 		return Feedback{}, false
 	}
-	return Feedback{IP: ip.Unmap(), Verdict: Spam, Source: FormatPostfix}, true
+	return Feedback{IP: r.Client, Verdict: Spam, Source: FormatPostfix}, true
 }

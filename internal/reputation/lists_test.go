@@ -1,6 +1,8 @@
 package reputation
 
 import (
+	"bytes"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -38,6 +40,8 @@ func TestCounter(t *testing.T) {
 
 func TestCounterBounded(t *testing.T) {
 	c := NewCounter(time.Hour)
+	var logged bytes.Buffer
+	c.Log = slog.New(slog.NewTextHandler(&logged, nil))
 	c.MaxKeys, c.MaxPerKey = 3, 2
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < 10; i++ {
@@ -45,6 +49,9 @@ func TestCounterBounded(t *testing.T) {
 	}
 	if len(c.keys) > 3 {
 		t.Errorf("%d keys followed, want at most 3", len(c.keys))
+	}
+	if n := strings.Count(logged.String(), "at its cap"); n != 1 {
+		t.Errorf("the cap was logged %d times, want once:\n%s", n, logged.String())
 	}
 	for i := 0; i < 10; i++ {
 		c.Add("ka", netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), now)

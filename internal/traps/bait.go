@@ -51,6 +51,7 @@ var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 // Errors of Decode.
 var (
 	ErrNotBait      = errors.New("not a bait address")
+	ErrOtherDomain  = errors.New("not at the bait domain: only addresses at bait.domain are bait")
 	ErrBadSignature = errors.New("bad signature: not minted with this key")
 )
 
@@ -109,43 +110,54 @@ func (b *Bait) mac(msg []byte) []byte {
 
 // Decode tells who harvested addr (normalised or not) and when. It
 // returns ErrNotBait for an address that does not have the form of a
-// minted one and ErrBadSignature for one that has the form but was not
-// minted with this key (a guess, or a key that changed). The domain is not
-// checked: a harvester that moves the address to another of our domains
-// is still the harvester.
+// minted one, ErrOtherDomain for one that is not at the bait domain, and
+// ErrBadSignature for one that has the form but was not minted with this
+// key (a guess, or a key that changed).
+//
+// The domain is checked because the local part alone would make any
+// domain's address bait: b-…@a-provider.example, sent through that
+// provider's own server, would blacklist the provider. A Bait without a
+// domain decodes nothing.
 func (b *Bait) Decode(addr string) (Harvest, error) {
 	n, err := smtp.Normalize(addr)
 	if err != nil {
 		return Harvest{}, ErrNotBait
 	}
-	local, _, _ := strings.Cut(n, "@")
-	enc, ok := strings.CutPrefix(local, BaitPrefix)
+	local, domain, _ := strings.Cut(n, "@")
+	raw, ok := baitShape(local)
 	if !ok {
 		return Harvest{}, ErrNotBait
 	}
-	raw, err := b32.DecodeString(strings.ToUpper(enc))
-	if err != nil {
-		return Harvest{}, ErrNotBait
-	}
-	var ipLen int
-	switch len(raw) {
-	case 1 + 4 + baitNonce + 4 + baitMACLen:
-		ipLen = 4
-	case 1 + 4 + baitNonce + 16 + baitMACLen:
-		ipLen = 16
-	default:
-		return Harvest{}, ErrNotBait
-	}
-	if raw[0] != baitVersion {
-		return Harvest{}, ErrNotBait
+	if b.domain == "" || domain != b.domain {
+		return Harvest{}, ErrOtherDomain
 	}
 	body, sum := raw[:len(raw)-baitMACLen], raw[len(raw)-baitMACLen:]
 	if !hmac.Equal(sum, b.mac(body)) {
 		return Harvest{}, ErrBadSignature
 	}
+	ipLen := len(body) - 1 - 4 - baitNonce
 	ip, _ := netip.AddrFromSlice(body[1+4+baitNonce : 1+4+baitNonce+ipLen])
 	minutes := binary.BigEndian.Uint32(body[1:5])
 	return Harvest{Addr: n, IP: ip, At: time.Unix(int64(minutes)*60, 0).UTC()}, nil
+}
+
+// baitShape decodes a local part that has the form of a minted one
+// (whatever its key), and returns its bytes.
+func baitShape(local string) ([]byte, bool) {
+	enc, ok := strings.CutPrefix(local, BaitPrefix)
+	if !ok {
+		return nil, false
+	}
+	raw, err := b32.DecodeString(strings.ToUpper(enc))
+	if err != nil {
+		return nil, false
+	}
+	switch len(raw) {
+	case 1 + 4 + baitNonce + 4 + baitMACLen, 1 + 4 + baitNonce + 16 + baitMACLen:
+	default:
+		return nil, false
+	}
+	return raw, raw[0] == baitVersion
 }
 
 // IsBait says whether addr (normalised) is an address this key minted.

@@ -93,6 +93,17 @@ func TestBaitRejects(t *testing.T) {
 	if _, err := other.Decode(a); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("another key decoded %q: %v", a, err)
 	}
+	// A minted local part at any other domain is not bait: sent through
+	// a provider's server, it would blacklist the provider.
+	for _, d := range []string{"foreign.test", "mail.example.org", "example.org.evil.test"} {
+		if _, err := b.Decode(local + "@" + d); !errors.Is(err, ErrOtherDomain) {
+			t.Errorf("Decode at %s: %v, want ErrOtherDomain", d, err)
+		}
+	}
+	nodomain, _ := NewBait([]byte(testKey), "")
+	if _, err := nodomain.Decode(a); !errors.Is(err, ErrOtherDomain) {
+		t.Errorf("a Bait without a domain decoded %q: %v", a, err)
+	}
 	if _, err := NewBait([]byte("short"), "example.org"); err == nil {
 		t.Error("a 5-byte key was accepted")
 	}
@@ -112,6 +123,15 @@ func TestSetIsBait(t *testing.T) {
 	}
 	if s.Is("b-sales@example.org") {
 		t.Fatal("a local part that merely starts like bait is a trap")
+	}
+	// Only in the bait domain, whether classify asks for a MAIL FROM or
+	// a RCPT TO (both ask Is and Harvested).
+	foreign := strings.TrimSuffix(a, "@example.org") + "@foreign.test"
+	if s.Is(foreign) {
+		t.Fatalf("%s is a trap: bait is recognised only at the bait domain", foreign)
+	}
+	if h, ok := s.Harvested(foreign); ok {
+		t.Fatalf("%s names a harvester: %+v", foreign, h)
 	}
 	h, ok := s.Harvested(a)
 	if !ok || h.IP != ip("192.0.2.31") {

@@ -14,7 +14,6 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"moat/internal/clock"
-	"moat/internal/config"
 	"moat/internal/relay"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
@@ -45,7 +44,7 @@ func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func defaultMatcher(t *testing.T) *LineMatcher {
 	t.Helper()
-	m, err := NewLineMatcher(config.DefaultRejectPattern)
+	m, err := NewLineMatcher("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +52,8 @@ func defaultMatcher(t *testing.T) *LineMatcher {
 }
 
 // mailServer is a stand-in backend for probes: it knows some mailboxes
-// (250), answers 451 for addresses that start with "busy" and 550 5.1.1 for
-// every other one. It reads the PROXY header like a real backend and
+// (250), answers 451 for addresses that start with "busy", 552 5.2.2 for
+// "full…", 550 5.7.1 for "policy…" and 550 5.1.1 for every other one. It reads the PROXY header like a real backend and
 // records the client address it names.
 type mailServer struct {
 	ln      net.Listener
@@ -121,6 +120,10 @@ func (s *mailServer) serve(c net.Conn) {
 				fmt.Fprintf(c, "250 2.1.5 Ok\r\n")
 			case strings.HasPrefix(addr, "busy"):
 				fmt.Fprintf(c, "451 4.3.0 <%s>: Temporary lookup failure\r\n", addr)
+			case strings.HasPrefix(addr, "full"):
+				fmt.Fprintf(c, "552 5.2.2 <%s>: Recipient address rejected: Mailbox full\r\n", addr)
+			case strings.HasPrefix(addr, "policy"):
+				fmt.Fprintf(c, "550 5.7.1 <%s>: Recipient address rejected: Access denied\r\n", addr)
 			default:
 				fmt.Fprintf(c, "550 5.1.1 <%s>: Recipient address rejected: User unknown in virtual mailbox table\r\n", addr)
 			}

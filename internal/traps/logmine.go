@@ -1,7 +1,6 @@
 package traps
 
 import (
-	"bufio"
 	"compress/gzip"
 	"fmt"
 	"io"
@@ -9,26 +8,48 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"moat/internal/logfollow"
+	"moat/internal/smtp"
 )
 
-// Observation is one rejection found in a mail log: client asked for Addr
-// and the server said there is no such user.
+// Observation is one rejection found in a mail log: Client asked for Addr
+// and the server said there is no such mailbox.
 type Observation struct {
 	Client netip.Addr `json:"client"`
 	Addr   string     `json:"addr"`
 }
 
-// LineMatcher finds "User unknown" rejections in log lines with a regular
-// expression that has two named groups: "client" (the client's IP address)
-// and "addr" (the recipient).
+// LineMatcher finds "no such mailbox" rejections in the backend's log.
+//
+// It reads only lines whose header (logfollow.ParseSyslog) names Postfix's
+// smtpd, and only their fixed fields (logfollow.ParseReject): a RCPT
+// refused with 550 5.1.1, by whom (the client address Postfix wrote), and
+// the recipient that opens the reply text:
+//
+//	NOQUEUE: reject: RCPT from name[192.0.2.1]: 550 5.1.1 <a@example.org>: Recipient address rejected: User unknown in …; from=<…> to=<…> proto=ESMTP helo=<…>
+//
+// Nothing after the recipient is read. A line in which Postfix's words
+// "Recipient address rejected" come twice is ambiguous (a quoted recipient
+// can hold them, and Postfix logs it unquoted) and is not read either.
+//
+// With a pattern (traps.reject_pattern), the pattern replaces the reading
+// of the record: it is matched at the start of the text that follows the
+// queue id ("reject: RCPT from …"), never searched for further on, and its
+// named groups "client" and "addr" give the client's address and the
+// recipient.
 type LineMatcher struct {
-	re           *regexp.Regexp
+	re           *regexp.Regexp // nil: Postfix's record, read by its fields
 	client, addr int
 }
 
-// NewLineMatcher compiles pattern and checks its groups.
+// NewLineMatcher returns the matcher for pattern; "" is Postfix's record
+// read by its fields.
 func NewLineMatcher(pattern string) (*LineMatcher, error) {
-	re, err := regexp.Compile(pattern)
+	if pattern == "" {
+		return &LineMatcher{}, nil
+	}
+	re, err := regexp.Compile(`^(?:` + pattern + `)`)
 	if err != nil {
 		return nil, fmt.Errorf("traps: reject pattern: %v", err)
 	}
@@ -39,24 +60,66 @@ func NewLineMatcher(pattern string) (*LineMatcher, error) {
 	return m, nil
 }
 
+// rejectedRecipient is Postfix's text after the recipient of a RCPT it
+// refuses for the recipient's sake.
+const rejectedRecipient = ">: Recipient address rejected: "
+
 // Match returns the rejection in line, if there is one.
 func (m *LineMatcher) Match(line string) (Observation, bool) {
-	sm := m.re.FindStringSubmatch(line)
+	e, ok := logfollow.ParseSyslog(line)
+	if !ok || e.Daemon() != "smtpd" {
+		return Observation{}, false
+	}
+	if m.re != nil {
+		return m.matchPattern(e.Text)
+	}
+	r, ok := logfollow.ParseReject(e.Text)
+	if !ok || r.Milter || r.Stage != "RCPT" || !unknownUser(r.Code, r.Status, "") {
+		return Observation{}, false
+	}
+	rest, ok := strings.CutPrefix(r.Rest, "<")
+	i := strings.Index(rest, rejectedRecipient)
+	if !ok || i < 0 || strings.Count(rest, rejectedRecipient) != 1 {
+		return Observation{}, false
+	}
+	addr, ok := plainAddr(rest[:i])
+	if !ok {
+		return Observation{}, false
+	}
+	return Observation{Client: r.Client, Addr: addr}, true
+}
+
+// matchPattern applies the operator's pattern after the queue id.
+func (m *LineMatcher) matchPattern(text string) (Observation, bool) {
+	qid, rest, ok := strings.Cut(text, ": ")
+	if !ok || strings.ContainsAny(qid, " []<>") {
+		return Observation{}, false
+	}
+	sm := m.re.FindStringSubmatch(rest)
 	if sm == nil {
 		return Observation{}, false
 	}
-	ip, err := netip.ParseAddr(strings.TrimPrefix(sm[m.client], "IPv6:"))
-	if err != nil {
+	client, ok := logfollow.ClientAddr(strings.TrimPrefix(sm[m.client], "IPv6:"))
+	if !ok {
 		return Observation{}, false
 	}
-	if sm[m.addr] == "" {
+	addr, ok := plainAddr(sm[m.addr])
+	if !ok {
 		return Observation{}, false
 	}
-	return Observation{Client: ip.Unmap().WithZone(""), Addr: sm[m.addr]}, true
+	return Observation{Client: client, Addr: addr}, true
 }
 
-// maxLogLine bounds one log line; longer ones are skipped, not fatal.
-const maxLogLine = 64 << 10
+// plainAddr normalises an address read from a log and refuses one that
+// needs quoting: Postfix logs recipients unquoted, so such an address has
+// no reliable end.
+func plainAddr(s string) (string, bool) {
+	n, err := smtp.Normalize(s)
+	if err != nil || strings.ContainsAny(n, "\" ") || smtp.Domain(n) == "" {
+		return "", false
+	}
+	return n, true
+}
 
 // MineFile reads a whole log file once (gzip-compressed when its name ends
 // in .gz) and calls fn for every rejection in it. It returns the number of
@@ -76,43 +139,13 @@ func MineFile(path string, m *LineMatcher, fn func(Observation)) (int, error) {
 		defer zr.Close()
 		r = zr
 	}
-	n, err := mineReader(r, m, fn)
+	n, err := logfollow.ReadLines(r, func(line string) {
+		if o, ok := m.Match(line); ok {
+			fn(o)
+		}
+	})
 	if err != nil {
 		return n, fmt.Errorf("%s: %w", path, err)
 	}
 	return n, nil
-}
-
-func mineReader(r io.Reader, m *LineMatcher, fn func(Observation)) (int, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	n := 0
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			// Skip the rest of an overlong line.
-			for err == bufio.ErrBufferFull {
-				_, err = br.ReadSlice('\n')
-			}
-			n++
-			if err == io.EOF {
-				return n, nil
-			}
-			if err != nil {
-				return n, err
-			}
-			continue
-		}
-		if len(line) > 0 {
-			n++
-			if o, ok := m.Match(string(line)); ok {
-				fn(o)
-			}
-		}
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
 }

@@ -8,9 +8,15 @@ package traps
 // unrelated hosts ask for, and that the backend never accepted, is a
 // guessed or harvested address that no person uses: a trap candidate.
 //
+// Hosts are counted only when moat itself saw them: a tarpit RCPT, a
+// backend reply during a hand-off, or a log line about a client that moat
+// has a record of. A log line about a host moat never saw counts for
+// nothing, so lines that are not what they seem cannot make a candidate.
+//
 // A candidate becomes a trap only after a fresh RCPT probe against the
-// backend says the mailbox does not exist: a trap that is a real mailbox
-// would blacklist that person's correspondents.
+// backend says "no such mailbox" (550 5.1.1): a trap that is a real
+// mailbox would blacklist that person's correspondents, and a full mailbox
+// or a policy refusal says nothing about whether the mailbox exists.
 
 import (
 	"context"
@@ -68,6 +74,8 @@ const (
 	// defaultMaxRecords bounds the candidate records, so a dictionary
 	// attack on a local domain cannot fill the store.
 	defaultMaxRecords = 100000
+	// maxLearned bounds the domains learnt from the backend's answers.
+	maxLearned = 1000
 )
 
 // Evidence is what the miner knows of one recipient address.
@@ -97,8 +105,9 @@ type MinerConfig struct {
 	MinHosts int    // distinct hosts that make a candidate; default 3, at most MaxHosts
 	Auto     string // AutoSuggest (default), AutoPromote or AutoOff
 	// Domains are the domains moat protects. Empty: learn them from the
-	// backend (domains it accepted a recipient for or refused one as
-	// unknown) and from the traps' own domains.
+	// backend's answers (domains it accepted a recipient for or refused
+	// one as unknown, during a hand-off or to a probe) and from the traps'
+	// own domains; never from log text.
 	Domains []string
 	Probe   Probe       // checks a candidate against the backend; nil: nothing can be promoted
 	Clock   clock.Clock // default clock.Real
@@ -123,6 +132,11 @@ type Miner struct {
 	learned map[string]time.Time
 	fixed   map[string]bool // traps.domains; read-only after NewMiner
 	records atomic.Int64    // approximate count of candidate records
+
+	// Each cap is logged once when it is reached, and again only after
+	// the count went below it.
+	recordsFull atomic.Bool
+	learnedFull bool // guarded by dmu
 
 	jobs    chan job
 	dropped atomic.Int64
@@ -166,7 +180,7 @@ func NewMiner(cfg MinerConfig, st store.Store, set *Set) (*Miner, error) {
 	}
 	if err := st.Scan(kindLocalDomain, func(k string, _ []byte) bool {
 		m.learned[k] = time.Time{} // refreshed on the next sight
-		return true
+		return len(m.learned) < maxLearned
 	}); err != nil {
 		return nil, err
 	}
@@ -177,7 +191,24 @@ func (m *Miner) recount() error {
 	var n int64
 	err := m.st.Scan(kindCandidate, func(string, []byte) bool { n++; return true })
 	m.records.Store(n)
+	if n < int64(m.cfg.MaxRecords) {
+		m.recordsFull.Store(false)
+	}
 	return err
+}
+
+// newRecord reserves room for one more candidate record; false when the
+// cap is reached.
+func (m *Miner) newRecord() bool {
+	if m.records.Load() >= int64(m.cfg.MaxRecords) {
+		if !m.recordsFull.Swap(true) {
+			m.log.Warn("traps: evidence records at their cap: new addresses are not recorded until old ones expire",
+				"max_records", m.cfg.MaxRecords)
+		}
+		return false
+	}
+	m.records.Add(1)
+	return true
 }
 
 // Auto returns the miner's mode.
@@ -236,14 +267,23 @@ func (m *Miner) isLocal(domain string) bool {
 
 // learn remembers that the backend is final for domain: it accepted a
 // recipient there, or refused one as unknown (which it can only know for
-// its own domains). One write a day per domain.
+// its own domains). Only the backend's own answers teach a domain, never a
+// log line. One write a day per domain.
 func (m *Miner) learn(domain string, now time.Time) {
 	if domain == "" || len(m.fixed) > 0 {
 		return
 	}
 	m.dmu.Lock()
 	defer m.dmu.Unlock()
-	if last, ok := m.learned[domain]; ok && now.Sub(last) < 24*time.Hour {
+	last, ok := m.learned[domain]
+	if ok && now.Sub(last) < 24*time.Hour {
+		return
+	}
+	if !ok && len(m.learned) >= maxLearned {
+		if !m.learnedFull {
+			m.learnedFull = true
+			m.log.Warn("traps: learnt domains at their cap: set traps.domains to the domains moat protects", "max", maxLearned)
+		}
 		return
 	}
 	m.learned[domain] = now
@@ -277,7 +317,10 @@ func (m *Miner) qualifies(e Evidence) bool {
 }
 
 // Targeted records that client asked for rcpt and did not get it: a bot
-// in the tarpit named it, or the backend refused it as unknown.
+// in the tarpit named it, or the backend refused it as unknown (during a
+// hand-off, or in its log). A log line counts only for a client moat has a
+// record of: moat saw it, so the line is about traffic that went through
+// moat.
 func (m *Miner) Targeted(client netip.Addr, rcpt string, o Origin) error {
 	addr, err := smtp.Normalize(rcpt)
 	if err != nil || !client.IsValid() {
@@ -289,13 +332,18 @@ func (m *Miner) Targeted(client netip.Addr, rcpt string, o Origin) error {
 	}
 	client = client.Unmap().WithZone("")
 	now := m.clock.Now()
-	if o != OriginTarpit {
+	switch o {
+	case OriginBackend:
 		m.learn(domain, now)
+	case OriginLog:
+		if !m.saw(client) {
+			return nil
+		}
 	}
 	// A bot asking the tarpit to relay to victim@foreign.example says
 	// nothing about our addresses; keeping it would also let any bot
 	// fill the store.
-	if o == OriginTarpit && !m.isLocal(domain) {
+	if !m.isLocal(domain) {
 		return nil
 	}
 	m.mu.Lock()
@@ -305,10 +353,9 @@ func (m *Miner) Targeted(client netip.Addr, rcpt string, o Origin) error {
 		return err
 	}
 	if !ok {
-		if m.records.Load() >= int64(m.cfg.MaxRecords) {
+		if !m.newRecord() {
 			return nil
 		}
-		m.records.Add(1)
 		e = Evidence{Addr: addr, First: now, Sources: map[Origin]int64{}}
 	}
 	if e.Real {
@@ -320,7 +367,7 @@ func (m *Miner) Targeted(client netip.Addr, rcpt string, o Origin) error {
 	}
 	e.Sources[o]++
 	e.Last = now
-	if len(e.Hosts) < MaxHosts && !containsAddr(e.Hosts, client) {
+	if len(e.Hosts) < MaxHosts && !sameHost(e.Hosts, client) {
 		e.Hosts = append(e.Hosts, client)
 	}
 	if err := m.put(e, evidenceTTL); err != nil {
@@ -335,13 +382,28 @@ func (m *Miner) Targeted(client netip.Addr, rcpt string, o Origin) error {
 	return nil
 }
 
-func containsAddr(l []netip.Addr, a netip.Addr) bool {
+// saw reports whether moat has a record of client as a host of its own
+// (grey, white or black): it connected to moat.
+func (m *Miner) saw(client netip.Addr) bool {
+	_, ok, err := m.st.Host(store.HostPrefix(client))
+	return err == nil && ok
+}
+
+// sameHost reports whether a is one of the hosts in l. IPv6 hosts count by
+// their /64, what one subscriber gets: one machine can use every address
+// in it.
+func sameHost(l []netip.Addr, a netip.Addr) bool {
 	for _, x := range l {
-		if x == a {
+		if x == a || a.Is6() && x.Is6() && prefix64(x) == prefix64(a) {
 			return true
 		}
 	}
 	return false
+}
+
+func prefix64(a netip.Addr) netip.Prefix {
+	p, _ := a.Prefix(64)
+	return p
 }
 
 // Accepted records that the backend accepted rcpt: it is a real mailbox
@@ -364,7 +426,9 @@ func (m *Miner) Accepted(rcpt string) error {
 		return nil
 	}
 	if !ok {
-		m.records.Add(1)
+		if !m.newRecord() {
+			return nil
+		}
 		e = Evidence{Addr: addr, First: now}
 	}
 	e.Real, e.Last = true, now
@@ -380,22 +444,9 @@ func (m *Miner) BackendRcpt(client netip.Addr, rcpt string, r smtp.Reply) {
 	switch {
 	case r.Code/100 == 2:
 		m.Accepted(rcpt)
-	case isUnknownUser(r):
+	case replyUnknownUser(r):
 		m.Targeted(client, rcpt, OriginBackend)
 	}
-}
-
-// isUnknownUser says whether r is a permanent "no such mailbox": 5.1.1 in
-// the enhanced code, or a 550 that says so in words for servers without
-// enhanced codes.
-func isUnknownUser(r smtp.Reply) bool {
-	if !r.Permanent() || len(r.Lines) == 0 {
-		return false
-	}
-	if strings.HasPrefix(r.Lines[0], "5.1.1") {
-		return true
-	}
-	return r.Code == 550 && strings.Contains(strings.ToLower(r.Lines[0]), "user unknown")
 }
 
 // TarpitRcpt is the tarpit's Rcpt event. A bait address reports its
@@ -503,12 +554,13 @@ func (m *Miner) Promote(ctx context.Context, addr string) (Promotion, error) {
 	case err == nil && res.Verdict == ProbeReal:
 		m.mu.Lock()
 		cur, ok2, _ := m.get(n)
-		if !ok2 {
-			cur = Evidence{Addr: n, First: now}
-			m.records.Add(1)
+		if ok2 || m.newRecord() {
+			if !ok2 {
+				cur = Evidence{Addr: n, First: now}
+			}
+			cur.Real, cur.Last = true, now
+			err = m.put(cur, realTTL)
 		}
-		cur.Real, cur.Last = true, now
-		err = m.put(cur, realTTL)
 		m.mu.Unlock()
 		p.Reason = "the backend accepts it (" + res.Reply + "): a real mailbox, not promoted"
 		m.log.Info("traps: not promoted: real mailbox", "addr", n, "reply", res.Reply, "evidence", p.Evidence.String())

@@ -1,7 +1,9 @@
 package traps
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -11,6 +13,7 @@ import (
 
 	"moat/internal/clock"
 	"moat/internal/smtp"
+	"moat/internal/store"
 )
 
 type sighting struct {
@@ -29,6 +32,7 @@ func TestMinerCandidates(t *testing.T) {
 		traps    []string // configured traps
 		minHosts int
 		accepted []string // the backend said 250 to these
+		known    []string // hosts moat has a record of
 		seen     []sighting
 		want     []string
 	}{
@@ -93,13 +97,54 @@ func TestMinerCandidates(t *testing.T) {
 			want: []string{"sales@example.org"},
 		},
 		{
-			name: "the backend's own unknown-user answers count, and teach the domain",
+			name:  "the backend's own unknown-user answers count, and teach the domain",
+			known: []string{"2001:db8::1"},
 			seen: []sighting{
 				{"192.0.2.1", "sales@example.org", OriginBackend},
 				{"2001:db8::1", "sales@example.org", OriginLog},
 				{"192.0.2.3", "sales@example.org", OriginTarpit},
 			},
 			want: []string{"sales@example.org"},
+		},
+		{
+			name:    "log lines about hosts moat never saw count for nothing",
+			domains: []string{"example.org"},
+			known:   []string{"192.0.2.1"},
+			seen: []sighting{
+				{"192.0.2.1", "ceo@example.org", OriginLog},
+				{"198.51.100.11", "ceo@example.org", OriginLog},
+				{"198.51.100.12", "ceo@example.org", OriginLog},
+				{"198.51.100.13", "ceo@example.org", OriginLog},
+			},
+		},
+		{
+			name:  "a log line does not teach a domain",
+			known: []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"},
+			seen: []sighting{
+				{"192.0.2.1", "ceo@example.org", OriginLog},
+				{"192.0.2.2", "ceo@example.org", OriginLog},
+				{"192.0.2.3", "ceo@example.org", OriginLog},
+			},
+		},
+		{
+			name:  "a backend answer does teach one, and then the log counts",
+			known: []string{"192.0.2.1", "192.0.2.2"},
+			seen: []sighting{
+				{"192.0.2.3", "ceo@example.org", OriginBackend},
+				{"192.0.2.1", "ceo@example.org", OriginLog},
+				{"192.0.2.2", "ceo@example.org", OriginLog},
+			},
+			want: []string{"ceo@example.org"},
+		},
+		{
+			name:    "one IPv6 /64 is one host",
+			domains: []string{"example.org"},
+			seen: []sighting{
+				{"2001:db8:1:2::1", "sales@example.org", OriginTarpit},
+				{"2001:db8:1:2::2", "sales@example.org", OriginTarpit},
+				{"2001:db8:1:2:ffff::3", "sales@example.org", OriginTarpit},
+				{"2001:db8:1:3::1", "sales@example.org", OriginTarpit},
+			},
 		},
 		{
 			name:    "traps.domains restricts candidates to those domains",
@@ -146,6 +191,9 @@ func TestMinerCandidates(t *testing.T) {
 			for _, a := range tt.accepted {
 				m.BackendRcpt(ip("192.0.2.99"), a, smtp.Reply{Code: 250, Lines: []string{"2.1.5 Ok"}})
 			}
+			for _, h := range tt.known {
+				knowHost(t, st, h)
+			}
 			for _, s := range tt.seen {
 				c.Advance(time.Minute)
 				switch s.origin {
@@ -187,7 +235,12 @@ func TestMinerEvidence(t *testing.T) {
 	// A 4xx from the backend says nothing about the mailbox.
 	m.BackendRcpt(ip("192.0.2.3"), "sales@example.org", smtp.Reply{Code: 450, Lines: []string{"4.1.1 unverified"}})
 	for i := 0; i < 2*MaxHosts; i++ {
-		m.Targeted(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), "sales@example.org", OriginLog)
+		// Every other one is a host moat has a record of.
+		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		if i%2 == 0 {
+			knowHost(t, st, a.String())
+		}
+		m.Targeted(a, "sales@example.org", OriginLog)
 	}
 	e, ok, err := m.Evidence("sales@example.org")
 	if err != nil || !ok {
@@ -199,7 +252,12 @@ func TestMinerEvidence(t *testing.T) {
 	if e.Hosts[1] != ip("192.0.2.2") {
 		t.Errorf("second host %s, want 192.0.2.2 unmapped", e.Hosts[1])
 	}
-	if e.Sources[OriginTarpit] != 1 || e.Sources[OriginBackend] != 1 || e.Sources[OriginLog] != 2*MaxHosts {
+	for _, h := range e.Hosts[2:] {
+		if h.As4()[3]%2 != 0 {
+			t.Errorf("host %s counted: moat never saw it", h)
+		}
+	}
+	if e.Sources[OriginTarpit] != 1 || e.Sources[OriginBackend] != 1 || e.Sources[OriginLog] != MaxHosts {
 		t.Errorf("sources = %v", e.Sources)
 	}
 	if !e.First.Equal(t0) || !e.Last.Equal(t0.Add(time.Hour)) {
@@ -222,6 +280,14 @@ func TestMinerOffIgnoresHooks(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// knowHost gives moat a record of a host, as a connection would.
+func knowHost(t *testing.T, st store.Store, addr string) {
+	t.Helper()
+	if err := st.PutHost(store.Host{Prefix: store.HostPrefix(ip(addr)), Class: store.Grey, Reason: "greylisted", First: t0, Last: t0}); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // TestPromoteProbe: before promotion the backend is asked. A real mailbox
 // is refused (and remembered as real), an unknown one becomes a trap, a
@@ -302,6 +368,69 @@ func TestPromoteProbe(t *testing.T) {
 	}
 }
 
+// TestPromoteOnlyUnknownUser: a full mailbox and a policy refusal are 5xx
+// too, but say nothing about whether the mailbox exists: the candidate
+// stays a candidate, with the reply in its record.
+func TestPromoteOnlyUnknownUser(t *testing.T) {
+	srv := startMailServer(t)
+	c := clock.NewFake(t0)
+	st := newStore(t, c)
+	set := newTrapSet(t, st)
+	m, err := NewMiner(MinerConfig{Domains: []string{"example.org"}, Clock: c, Probe: srv.prober(), Log: quietLog()}, st, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"full@example.org", "policy@example.org"} {
+		for _, h := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
+			m.TarpitRcpt(ip(h), a)
+		}
+	}
+	for addr, reply := range map[string]string{"full@example.org": "552 5.2.2", "policy@example.org": "550 5.7.1"} {
+		p, err := m.Promote(context.Background(), addr)
+		if err != nil || p.Promoted || set.Is(addr) {
+			t.Fatalf("%s after %s: %+v, %v; want not promoted", addr, reply, p, err)
+		}
+		if !strings.Contains(p.Reason, "not conclusive") {
+			t.Errorf("%s: reason %q, want not conclusive", addr, p.Reason)
+		}
+		e, _, _ := m.Evidence(addr)
+		if e.Real || !strings.HasPrefix(e.ProbeReply, reply) {
+			t.Errorf("%s after %s: %+v, want a candidate with the reply recorded", addr, reply, e)
+		}
+	}
+	if cs, _ := m.Candidates(); len(cs) != 2 {
+		t.Errorf("candidates after the probes: %v, want both still there", cs)
+	}
+}
+
+func TestUnknownUser(t *testing.T) {
+	for _, tc := range []struct {
+		r    smtp.Reply
+		want bool
+	}{
+		{smtp.Reply{Code: 550, Lines: []string{"5.1.1 <a@b>: Recipient address rejected: User unknown in virtual mailbox table"}}, true},
+		{smtp.Reply{Code: 550, Lines: []string{"5.1.1 unknown"}}, true},
+		{smtp.Reply{Code: 550, Lines: []string{"Unrouteable address"}}, true},
+		{smtp.Reply{Code: 550, Lines: []string{"unknown user"}}, true},
+		{smtp.Reply{Code: 550, Lines: []string{"<a@b>... User unknown"}}, true},
+		{smtp.Reply{Code: 550, Lines: []string{"<a@b>: No such user here"}}, true},
+		// Every other reply is inconclusive.
+		{smtp.Reply{Code: 552, Lines: []string{"5.2.2 <a@b>: Mailbox full"}}, false},
+		{smtp.Reply{Code: 550, Lines: []string{"5.7.1 <a@b>: Access denied; user unknown"}}, false},
+		{smtp.Reply{Code: 550, Lines: []string{"5.2.1 <a@b>: Mailbox disabled"}}, false},
+		{smtp.Reply{Code: 553, Lines: []string{"5.1.1 <a@b>: odd code"}}, false},
+		{smtp.Reply{Code: 554, Lines: []string{"User unknown"}}, false},
+		{smtp.Reply{Code: 450, Lines: []string{"4.1.1 <a@b>: Recipient address rejected: unverified address"}}, false},
+		{smtp.Reply{Code: 550, Lines: []string{"Mailbox full"}}, false},
+		{smtp.Reply{Code: 550, Lines: []string{"<\"x> user unknown\"@b>: Mailbox full"}}, false},
+		{smtp.Reply{Code: 550}, false},
+	} {
+		if got := replyUnknownUser(tc.r); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.r.String(), got, tc.want)
+		}
+	}
+}
+
 func TestPromoteBackendDown(t *testing.T) {
 	srv := startMailServer(t)
 	pr := srv.prober()
@@ -359,5 +488,34 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestMinerBounds: records for accepted addresses count against the
+// record cap, learnt domains have a cap, and each cap is logged once.
+func TestMinerBounds(t *testing.T) {
+	c := clock.NewFake(t0)
+	st := newStore(t, c)
+	var logged bytes.Buffer
+	m, err := NewMiner(MinerConfig{MaxRecords: 3, Clock: c, Log: slog.New(slog.NewTextHandler(&logged, nil))}, st, newTrapSet(t, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := smtp.Reply{Code: 250, Lines: []string{"2.1.5 Ok"}}
+	for i := range maxLearned + 10 {
+		m.BackendRcpt(ip("192.0.2.1"), fmt.Sprintf("user%d@d%d.example", i, i), ok)
+	}
+	n := 0
+	st.Scan(kindCandidate, func(string, []byte) bool { n++; return true })
+	if n != 3 {
+		t.Errorf("%d records after %d accepted addresses, want the cap 3", n, maxLearned+10)
+	}
+	if got := len(m.learned); got != maxLearned {
+		t.Errorf("%d domains learnt, want the cap %d", got, maxLearned)
+	}
+	for _, what := range []string{"evidence records at their cap", "learnt domains at their cap"} {
+		if k := strings.Count(logged.String(), what); k != 1 {
+			t.Errorf("%q logged %d times, want once:\n%s", what, k, logged.String())
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"moat/internal/logfollow"
 	"moat/internal/smtp"
 )
 
@@ -15,9 +16,9 @@ import (
 type ProbeVerdict string
 
 const (
-	ProbeUnknown      ProbeVerdict = "unknown"      // 5xx to RCPT: no such mailbox; may become a trap
+	ProbeUnknown      ProbeVerdict = "unknown"      // 550 5.1.1 to RCPT: no such mailbox; may become a trap
 	ProbeReal         ProbeVerdict = "real"         // 2xx to RCPT: a real mailbox; never a trap
-	ProbeInconclusive ProbeVerdict = "inconclusive" // 4xx, or a refusal before RCPT: ask again later
+	ProbeInconclusive ProbeVerdict = "inconclusive" // any other reply, or none: the candidate stays a candidate
 )
 
 // ProbeResult is a verdict and the backend's reply that gave it.
@@ -48,6 +49,8 @@ type Prober struct {
 // The probe presents itself to the backend as coming from loopback, which
 // every backend behind moat must accept (it is where moat's own
 // connections come from) and which no postscreen or rate limit holds up.
+// The log parsers never take 127.0.0.1 for a client (logfollow.ClientAddr),
+// so the backend's refusals of the probe are nobody's evidence.
 var (
 	probeRemote = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0}
 	probeLocal  = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25}
@@ -101,10 +104,56 @@ func (p *Prober) Probe(ctx context.Context, addr string) (ProbeResult, error) {
 	switch {
 	case r.Code/100 == 2:
 		res.Verdict = ProbeReal
-	case r.Permanent():
+	case replyUnknownUser(r):
 		res.Verdict = ProbeUnknown
 	}
 	return res, nil
+}
+
+// replyUnknownUser says whether a reply to RCPT means "no such mailbox".
+func replyUnknownUser(r smtp.Reply) bool {
+	if len(r.Lines) == 0 {
+		return false
+	}
+	status, text := logfollow.SplitStatus(r.Lines[0])
+	return unknownUser(r.Code, status, text)
+}
+
+// unknownUser says whether a reply (code, enhanced status, text after the
+// status) means "no such mailbox", the one answer that makes an address a
+// trap. It is 550 with the enhanced code 5.1.1 ("bad destination mailbox
+// address", RFC 3463), which Postfix gives for every unknown recipient
+// ("550 5.1.1 <a@b>: Recipient address rejected: User unknown in …").
+// Servers that send no enhanced code say it in words: Exim "550
+// Unrouteable address" (its message when an ACL's "verify = recipient"
+// fails) or "550 unknown user" (the message its default configuration sets
+// for that ACL, see the Exim FAQ, Q0724), sendmail "550 <a@b>... User
+// unknown", others "No such user". Every other reply — 552 5.2.2 mailbox full, 550 5.7.1
+// policy, any 4xx — says nothing about whether the mailbox exists.
+func unknownUser(code int, status, text string) bool {
+	if code != 550 {
+		return false
+	}
+	if status != "" {
+		return status == "5.1.1"
+	}
+	text = strings.ToLower(text)
+	if rest, ok := strings.CutPrefix(text, "<"); ok {
+		// The address the reply names, then "..." or ":". A quoted
+		// address could hold the words themselves: only a plain one
+		// is skipped.
+		i := strings.IndexByte(rest, '>')
+		if i < 0 || strings.ContainsAny(rest[:i], "\" ") {
+			return false
+		}
+		text = strings.TrimLeft(rest[i+1:], ".: ")
+	}
+	for _, w := range []string{"user unknown", "unknown user", "no such user", "unrouteable address"} {
+		if strings.HasPrefix(text, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func oneLine(r smtp.Reply) string {

@@ -144,8 +144,17 @@ func (s *Set) Del(addr string) (string, error) {
 	return n, s.reload()
 }
 
-// HitCounter is the store counter that counts hits on one trap.
-func HitCounter(addr string) string { return "trap_hits:" + addr }
+// HitCounter is the store counter that counts hits on one trap (addr
+// normalised). Every minted bait address of a domain shares one counter,
+// "trap_hits:b-*@domain": there is a new address per page view, and a
+// counter each would grow without end.
+func HitCounter(addr string) string {
+	local, domain, _ := strings.Cut(addr, "@")
+	if _, ok := baitShape(local); ok {
+		return "trap_hits:" + BaitPrefix + "*@" + domain
+	}
+	return "trap_hits:" + addr
+}
 
 // List returns all traps, sorted, with their hit counts.
 func (s *Set) List() ([]Trap, error) {

@@ -2,6 +2,7 @@ package traps
 
 import (
 	"errors"
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -186,6 +187,20 @@ func TestReloadSeesStoreChanges(t *testing.T) {
 func TestHitCounter(t *testing.T) {
 	if got := HitCounter("trap@example.org"); got != "trap_hits:trap@example.org" {
 		t.Errorf("HitCounter = %q", got)
+	}
+	// One counter for all the bait of a domain, however many visitors
+	// (one per IPv6 address) minted addresses.
+	b := testBait(t, testKey)
+	names := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		a := b.Mint(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}), t0)
+		names[HitCounter(a)] = true
+	}
+	if len(names) != 1 || !names["trap_hits:b-*@example.org"] {
+		t.Errorf("100 bait addresses count under %v, want one trap_hits:b-*@example.org", names)
+	}
+	if got := HitCounter("b-sales@example.org"); got != "trap_hits:b-sales@example.org" {
+		t.Errorf("a trap that merely starts like bait counts under %q", got)
 	}
 }
 

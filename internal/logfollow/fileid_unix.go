@@ -1,6 +1,6 @@
 //go:build unix
 
-package traps
+package logfollow
 
 import (
 	"os"
