@@ -171,7 +171,7 @@ follow = [
 	for _, v := range victims {
 		h := showHost(t, m, v)
 		if h.Class == "black" || h.Karma != nil || len(h.History) != 0 {
-			t.Errorf("victim %s: %s (%s), karma %v, history %+v; want unknown with no evidence", v, h.Class, h.Reason, h.Karma, h.History)
+			t.Errorf("victim %s: %s (%s), karma %s, history %+v; want unknown with no evidence", v, h.Class, h.Reason, karma(h), h.History)
 		}
 	}
 	for p, class := range m.Hosts(t) {
@@ -188,11 +188,11 @@ follow = [
 		t.Errorf("trap candidates %v, want none: log lines about hosts moat never saw count for nothing", cands)
 	}
 	if h := showHost(t, m, sender); h.Class != "white" || h.Karma != nil && *h.Karma < 0 {
-		t.Errorf("the sender refused for a full mailbox and an unknown user is %s (%s), karma %v; want white, no bad karma",
-			h.Class, h.Reason, h.Karma)
+		t.Errorf("the sender refused for a full mailbox and an unknown user is %s (%s), karma %s; want white, no bad karma",
+			h.Class, h.Reason, karma(h))
 	}
 	if h := showHost(t, m, attacker); h.Karma == nil || *h.Karma >= 0 {
-		t.Errorf("attacker after its GTUBE: karma %v, want below 0 (the proof that the verdicts were read)", h.Karma)
+		t.Errorf("attacker after its GTUBE: karma %s, want below 0: ham is capped, and the proof that the verdicts were read", karma(h))
 	}
 }
 
@@ -269,8 +269,15 @@ follow = [{ file = "{{maillog}}", format = "postfix" }]
 		return rec["msg"] == "feedback" && rec["client"] == "127.0.0.88"
 	})
 	if h := showHost(t, m, "127.0.0.1"); h.Karma != nil || h.Class == "black" {
-		t.Errorf("127.0.0.1 (moat's own probe) is %s with karma %v, want no evidence", h.Class, h.Karma)
+		t.Errorf("127.0.0.1 (moat's own probe) is %s with karma %s, want no evidence", h.Class, karma(h))
 	}
+}
+
+func karma(h hostShow) string {
+	if h.Karma == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%.2f", *h.Karma)
 }
 
 // probedCandidates returns "moat traps candidates --json" as the last
