@@ -211,37 +211,6 @@ func (m *Miner) newRecord() bool {
 	return true
 }
 
-// Auto returns the miner's mode.
-func (m *Miner) Auto() string { return m.cfg.Auto }
-
-// LocalDomains returns the domains candidates may be in, sorted.
-func (m *Miner) LocalDomains() []string {
-	set := map[string]bool{}
-	m.dmu.Lock()
-	for d := range m.fixed {
-		set[d] = true
-	}
-	if len(m.fixed) == 0 {
-		for d := range m.learned {
-			set[d] = true
-		}
-		if cur := m.set.cur.Load(); cur != nil {
-			for a := range *cur {
-				if d := smtp.Domain(a); d != "" {
-					set[d] = true
-				}
-			}
-		}
-	}
-	m.dmu.Unlock()
-	out := make([]string, 0, len(set))
-	for d := range set {
-		out = append(out, d)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func (m *Miner) isLocal(domain string) bool {
 	if domain == "" {
 		return false
