@@ -3,8 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -297,4 +301,71 @@ func probedCandidates(t *testing.T, m *Moat) map[string]string {
 		cands[c.Addr] = c.ProbeReply
 	}
 	return cands
+}
+
+// TestBaitOnlyAtItsDomain: a harvester fetches the bait page, and a grey
+// host uses a minted local part at another domain, in MAIL FROM and in
+// RCPT TO, as one would through a provider's server: neither the sender
+// nor the harvester is blacklisted. The same address at the bait domain
+// blacklists both.
+func TestBaitOnlyAtItsDomain(t *testing.T) {
+	b := StartBackend(t, true, alice)
+	page := FreeAddr(t, "127.0.0.1")
+	m := StartMoat(t, moatConfig(`
+[greylist]
+greet_delay = "0s"
+
+[bait]
+listen = "{{bait}}"
+domain = "example.test"
+`), "{{backend}}", b.Addr, "{{bait}}", page)
+	if !waitListening(page, 10*time.Second, nil) {
+		t.Fatalf("bait page does not listen on %s", page)
+	}
+
+	const harvester = "127.0.0.90"
+	web := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(harvester)}}).DialContext}}
+	resp, err := web.Get("http://" + page + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	minted := regexp.MustCompile(`mailto:(b-[a-z2-7]+)@example\.test`).FindStringSubmatch(string(html))
+	if minted == nil {
+		t.Fatalf("no bait address in the page:\n%s", html)
+	}
+	foreign, bait := minted[1]+"@foreign.test", minted[1]+"@example.test"
+
+	const sender = "127.0.0.91"
+	c := Dial(t, sender, m.Addr)
+	expect(t, c, "", 220)
+	expect(t, c, "EHLO relay.provider.test", 250)
+	expect(t, c, "MAIL FROM:<"+foreign+">", 250)
+	expect(t, c, "RCPT TO:<"+alice+">", 451)
+	expect(t, c, "RSET", 250)
+	expect(t, c, "MAIL FROM:<user@provider.test>", 250)
+	expect(t, c, "RCPT TO:<"+foreign+">", 451)
+	c.Close()
+	hosts := m.Hosts(t)
+	for _, h := range []string{sender, harvester} {
+		if hosts[h] == "black" {
+			t.Errorf("%s is black after %s was used: bait is bait only at its domain", h, foreign)
+		}
+	}
+
+	// At the bait domain it is a trap, and it names its harvester.
+	const bot = "127.0.0.92"
+	c = Dial(t, bot, m.Addr)
+	expect(t, c, "", 220)
+	expect(t, c, "EHLO bot.test", 250)
+	expect(t, c, "MAIL FROM:<bot@spam.test>", 250)
+	c.Cmd(t, "RCPT TO:<"+bait+">")
+	c.Close()
+	waitBlack(t, m, bot)
+	waitBlack(t, m, harvester)
+	if hosts := m.Hosts(t); hosts[sender] == "black" {
+		t.Errorf("%s is black, want it untouched", sender)
+	}
 }
