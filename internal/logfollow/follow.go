@@ -142,8 +142,12 @@ func (f *Follower) poll() {
 		// file before it let go, then start the new one at its first
 		// byte.
 		f.read()
+		f.save()
 		f.f.Close()
 		f.f = nil
+		// Whatever the path names from now on is new from its first
+		// byte, should it only appear at a later look.
+		f.st, f.stOK, f.loaded = state{}, true, true
 		if f.open(0) {
 			f.read()
 		}

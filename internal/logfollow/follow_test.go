@@ -258,3 +258,35 @@ func TestFollowerWaitsForFile(t *testing.T) {
 	}
 	fd.f.close()
 }
+
+// TestFollowerRenamedThenCreatedLater: rotated by rename while running,
+// and the new file made only a few looks later: meanwhile the old file is
+// still read, then the new one from its first byte, nothing twice.
+func TestFollowerRenamedThenCreatedLater(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mail.log")
+	st := newStore(t)
+	appendFile(t, path, line(1))
+	fd := newFollower(st, path)
+	fd.f.poll()
+	appendFile(t, path, line(2))
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, line(3))
+	fd.f.poll()
+	if got := fd.take(); got != "2 3" {
+		t.Fatalf("after the rotation: %q", got)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	fd.f.poll()
+	appendFile(t, path+".1", line(4))
+	fd.f.poll()
+	appendFile(t, path, line(5))
+	fd.f.poll()
+	if got := fd.take(); got != "4 5" {
+		t.Fatalf("the old file's last line and the file created later: %q, want 4 5", got)
+	}
+	fd.f.close()
+}
