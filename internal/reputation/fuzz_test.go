@@ -1,6 +1,7 @@
 package reputation
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
