@@ -40,6 +40,7 @@ type Reputation struct {
 type evidence struct {
 	cur atomic.Pointer[repState]
 	hmu sync.Mutex // serialises read-modify-write of history records in this process
+	kmu sync.Mutex // the same for karma records: two followers' verdicts must both count
 }
 
 // repState is one configuration of the evidence sources with its
@@ -195,15 +196,8 @@ func (e *Engine) Feedback(fb reputation.Feedback) (FeedbackResult, error) {
 	p := store.HostPrefix(addr)
 	key := hostKey(p)
 	now := e.clock.Now()
-	var k reputation.Karma
-	if b, ok, err := e.st.Get(karmaKind, key); err != nil {
-		return FeedbackResult{}, err
-	} else if ok {
-		k, _ = reputation.UnmarshalKarma(b)
-	}
-	k = pol.Add(k, fb.Verdict, now)
-	keep := 10 * pol.HalfLife // by then the karma is below a thousandth of itself
-	if err := e.st.Put(karmaKind, key, k.Marshal(), now.Add(keep)); err != nil {
+	k, err := e.addKarma(key, pol, fb.Verdict, now)
+	if err != nil {
 		return FeedbackResult{}, err
 	}
 	what := fmt.Sprintf("%s, karma %.2f", fb, k.Score)
@@ -247,6 +241,21 @@ func (e *Engine) Feedback(fb reputation.Feedback) (FeedbackResult, error) {
 	}
 	res.Class, res.Changed, res.Reason = nh.Class.String(), true, reason
 	return res, nil
+}
+
+// addKarma weighs one verdict into key's karma record.
+func (e *Engine) addKarma(key string, pol reputation.KarmaPolicy, v reputation.Verdict, now time.Time) (reputation.Karma, error) {
+	e.ev.kmu.Lock()
+	defer e.ev.kmu.Unlock()
+	var k reputation.Karma
+	if b, ok, err := e.st.Get(karmaKind, key); err != nil {
+		return k, err
+	} else if ok {
+		k, _ = reputation.UnmarshalKarma(b)
+	}
+	k = pol.Add(k, v, now)
+	keep := 10 * pol.HalfLife // by then the karma is below a thousandth of itself
+	return k, e.st.Put(karmaKind, key, k.Marshal(), now.Add(keep))
 }
 
 // badKarma reports a host whose filter verdicts put its karma below

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -325,5 +326,32 @@ func TestBadKarmaStaysGreyAfterPass(t *testing.T) {
 	f.whiten(t, "192.0.2.1")
 	if v := f.classify(t, "192.0.2.1"); v.Class != store.White {
 		t.Errorf("after the karma faded: %+v", v)
+	}
+}
+
+// Verdicts about one host arriving at once (two log followers, the API)
+// all count.
+func TestFeedbackConcurrentVerdictsAllCount(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.eng.SetReputation(Reputation{})
+	const n = 40
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.eng.Feedback(ham("192.0.2.9")); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	b, ok, err := f.st.Get(karmaKind, "192.0.2.9")
+	if err != nil || !ok {
+		t.Fatalf("no karma record: %v", err)
+	}
+	k, err := reputation.UnmarshalKarma(b)
+	if err != nil || k.Ham != n {
+		t.Errorf("karma after %d concurrent ham verdicts: %+v (%v), want %d counted", n, k, err, n)
 	}
 }
