@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"moat/internal/clock"
@@ -48,6 +49,8 @@ type Engine struct {
 	grey  *greylist.Greylist
 	traps *traps.Set
 	ev    evidence // reputation.go: network evidence and the history of class changes
+
+	onChange atomic.Pointer[func(netip.Prefix)] // white.go: who hears of host changes
 }
 
 // New returns an Engine.
@@ -66,27 +69,42 @@ func (e *Engine) Traps() *traps.Set { return e.traps }
 // from moat, so an outage never costs a message.
 func (e *Engine) Classify(addr netip.Addr) (Verdict, error) {
 	addr = addr.Unmap()
-	for _, p := range e.cfg.Whitelist {
-		if p.Contains(addr) {
-			return Verdict{Class: store.White, Source: store.SourceOperator, Reason: "whitelist " + p.String(), Static: true}, nil
-		}
-	}
-	for _, p := range e.cfg.Blacklist {
-		if p.Contains(addr) {
-			return Verdict{Class: store.Black, Source: store.SourceOperator, Reason: "blacklist " + p.String(), Static: true}, nil
-		}
+	if v, ok := e.listed(addr); ok {
+		return v, nil
 	}
 	h, ok, err := e.st.Lookup(addr)
 	if err != nil {
 		return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
 	}
-	if v, listed := e.networkVerdict(addr, ok, h); listed {
-		return v, nil
+	return e.storedVerdict(addr, h, ok), nil
+}
+
+// listed is what the configuration's lists say of addr; ok is false when
+// they say nothing.
+func (e *Engine) listed(addr netip.Addr) (Verdict, bool) {
+	for _, p := range e.cfg.Whitelist {
+		if p.Contains(addr) {
+			return Verdict{Class: store.White, Source: store.SourceOperator, Reason: "whitelist " + p.String(), Static: true}, true
+		}
 	}
-	if !ok {
-		return Verdict{Class: store.Grey, Reason: "unknown"}, nil
+	for _, p := range e.cfg.Blacklist {
+		if p.Contains(addr) {
+			return Verdict{Class: store.Black, Source: store.SourceOperator, Reason: "blacklist " + p.String(), Static: true}, true
+		}
 	}
-	return verdictOf(h), nil
+	return Verdict{}, false
+}
+
+// storedVerdict is the class of addr, which the lists leave open, given
+// the store's entry for it (stored false: none).
+func (e *Engine) storedVerdict(addr netip.Addr, h store.Host, stored bool) Verdict {
+	if v, listed := e.networkVerdict(addr, stored, h); listed {
+		return v
+	}
+	if !stored {
+		return Verdict{Class: store.Grey, Reason: "unknown"}
+	}
+	return verdictOf(h)
 }
 
 // verdictOf is the verdict a stored entry gives.
@@ -102,7 +120,8 @@ func (e *Engine) Seen(addr netip.Addr, v Verdict) error {
 		return nil
 	}
 	now := e.clock.Now()
-	_, _, err := e.st.UpdateHost(store.HostPrefix(addr), func(h store.Host, ok bool) (store.Host, bool) {
+	p := store.HostPrefix(addr)
+	_, wrote, err := e.st.UpdateHost(p, func(h store.Host, ok bool) (store.Host, bool) {
 		if !ok || h.Class != store.White || now.Sub(h.Last) < time.Minute {
 			return h, false
 		}
@@ -112,6 +131,10 @@ func (e *Engine) Seen(addr netip.Addr, v Verdict) error {
 		}
 		return h, true
 	})
+	if wrote {
+		// The expiry moved: a kernel bypass keeps its element as long.
+		e.notify(p)
+	}
 	return err
 }
 
@@ -241,7 +264,8 @@ func (e *Engine) touchGrey(client netip.Addr, reason string) error {
 	now := e.clock.Now()
 	n := store.Host{Class: store.Grey, Source: store.SourceGreylist, Reason: "greylisted: " + reason,
 		First: now, Last: now, Expires: now.Add(e.cfg.GreyTTL)}
-	_, _, err := e.st.UpdateHost(store.HostPrefix(client), func(h store.Host, ok bool) (store.Host, bool) {
+	p := store.HostPrefix(client)
+	_, wrote, err := e.st.UpdateHost(p, func(h store.Host, ok bool) (store.Host, bool) {
 		if ok && (h.Class != store.Grey || !replaces(n, h) || now.Sub(h.Last) < time.Minute) {
 			return h, false
 		}
@@ -250,6 +274,9 @@ func (e *Engine) touchGrey(client netip.Addr, reason string) error {
 		}
 		return n, true
 	})
+	if wrote {
+		e.notify(p)
+	}
 	return err
 }
 
@@ -281,6 +308,21 @@ func (e *Engine) trapHit(client netip.Addr, sender, trap string) (Decision, erro
 	}
 	_, _, herr := e.setHost(store.HostPrefix(client), store.Black, src, reason, e.cfg.BlackTTL, true)
 	return Decision{Action: Trap, Source: src, Reason: reason}, errors.Join(herr, err)
+}
+
+// TrapLogged weighs a trap that the real mail server was asked for, as its
+// log tells: a host that bypasses moat in the kernel, or reached the
+// server some other way, wrote to it. rcpt is normalised. It is the same
+// evidence as a trap named to moat and weighs the same (trapHit): a host
+// nobody vouches for is black; a vouched-for host — every white host is —
+// is not blacklisted by one hit but loses karma like for a spam verdict,
+// which with the default karma policy makes a white host grey at once (it
+// leaves the bypass and meets the greylist) and black at a second hit.
+func (e *Engine) TrapLogged(client netip.Addr, rcpt string) (Decision, error) {
+	if !e.traps.Is(rcpt) {
+		return Decision{Action: Accept}, nil
+	}
+	return e.trapHit(client.Unmap(), "", rcpt)
 }
 
 // HeldTTL is how long moat remembers how many seconds a host spent in the
@@ -350,6 +392,7 @@ func (e *Engine) Forget(p netip.Prefix) error {
 	if err := e.st.DeleteHost(p); err != nil {
 		return err
 	}
+	e.notify(p)
 	e.record(p, Event{At: e.clock.Now(), Class: store.Grey.String(), Reason: "forgotten by operator"})
 	return e.st.Flush(context.Background())
 }
@@ -391,6 +434,7 @@ func (e *Engine) update(p netip.Prefix, n store.Host, ttl time.Duration, force, 
 	if !wrote {
 		return h, false, nil
 	}
+	e.notify(p)
 	e.changed(p, old, existed, h)
 	if durable {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

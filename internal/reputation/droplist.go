@@ -129,3 +129,18 @@ func (d *DropList) Lookup(addr netip.Addr) (netip.Prefix, string, bool) {
 	}
 	return netip.Prefix{}, "", false
 }
+
+// Overlaps reports whether any listed network shares an address with p.
+// It reads every listed network, for the rare question about a whole
+// network (is every address of it white?), never per connection.
+func (d *DropList) Overlaps(p netip.Prefix) bool {
+	if d == nil {
+		return false
+	}
+	for n := range d.idx.Load().nets {
+		if n.Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}

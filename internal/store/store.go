@@ -261,6 +261,18 @@ type Store interface {
 	Close() error
 }
 
+// Watcher is a store shared by several moats that tells of the host
+// entries the others change (Redis, through its change channel). The
+// embedded store has no other writer and does not implement it.
+type Watcher interface {
+	// WatchHosts makes fn hear, on a goroutine of the store's, of every
+	// prefix whose entry another moat wrote or deleted, after this
+	// store's reads see the change; and of the zero Prefix when changes
+	// may have been missed (the shared store was unreachable). A second
+	// call replaces the first.
+	WatchHosts(fn func(netip.Prefix))
+}
+
 // TripletID is a triplet's identity in a store: the first 16 bytes of the
 // SHA-256 of its fields, with Net in the one spelling prefix.Norm gives. A
 // fixed-size key keeps an entry small whatever the length of the

@@ -130,6 +130,8 @@ type Store struct {
 	nets    map[netip.Prefix]struct{}
 	netLens atomic.Pointer[[2][]int] // network lengths per family, most specific first
 
+	watch atomic.Pointer[func(netip.Prefix)] // WatchHosts
+
 	down      atomic.Bool
 	downSince atomic.Int64 // unix nanoseconds
 	epoch     atomic.Uint64
@@ -145,7 +147,10 @@ type Store struct {
 	closeErr  error
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Watcher = (*Store)(nil)
+)
 
 // Open connects to the Redis the URL names:
 //
@@ -334,6 +339,7 @@ func (s *Store) markUp() {
 		d := time.Since(time.Unix(0, s.downSince.Load())).Round(time.Millisecond)
 		s.log.Info("redis: reachable again", "redis", s.where, "down_for", d.String(), "queued_writes", s.w.queued())
 		s.w.kickWriter()
+		s.tell(netip.Prefix{})
 	}
 }
 
@@ -466,6 +472,18 @@ func (s *Store) applyEvent(payload string) {
 		if isNet(p) {
 			s.setNet(p, line[0] == '+')
 		}
+		s.tell(p)
+	}
+}
+
+// WatchHosts implements store.Watcher: fn hears of the changes other
+// moats announce on the change channel, and of the zero Prefix when an
+// outage may have lost some.
+func (s *Store) WatchHosts(fn func(netip.Prefix)) { s.watch.Store(&fn) }
+
+func (s *Store) tell(p netip.Prefix) {
+	if fn := s.watch.Load(); fn != nil && *fn != nil {
+		(*fn)(p)
 	}
 }
 
