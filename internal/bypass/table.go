@@ -67,11 +67,11 @@ type Element struct {
 
 // Table is moat's nftables table. Its methods are safe for concurrent use.
 type Table struct {
-	cfg    Config
-	conn   *nftables.Conn
-	tab    *nftables.Table
-	set    [4]*nftables.Set   // hosts4, nets4, hosts6, nets6 (rules.go)
-	chain  [3]*nftables.Chain // prerouting, output, guard
+	cfg   Config
+	conn  *nftables.Conn
+	tab   *nftables.Table
+	set   [4]*nftables.Set   // hosts4, nets4, hosts6, nets6 (rules.go)
+	chain [3]*nftables.Chain // prerouting, output, guard
 
 	mu sync.Mutex // one batch at a time; guards hosts and nets
 	// What this process put in the kernel, with the element's end (zero:
