@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -228,15 +229,12 @@ func TestRemovedHostReachesMoatNextConnection(t *testing.T) {
 // set: the kernel decided at its first packet.
 func TestRemovalDoesNotCutOpenConnection(t *testing.T) {
 	r := newRig(t)
-	echo := echoListener(t, r.bypass)
-	_ = echo
+	echoListener(t, r.bypass)
 	p := host("127.0.0.5")
 	if err := r.tab.Put(Element{Prefix: p, Timeout: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	c := dialFrom(t, "127.0.0.5", r.moat.port())
-	defer c.Close()
-	br := bufio.NewReader(c)
+	c, br := session(t, "127.0.0.5", r.moat.port())
 	say := func(s string) string {
 		t.Helper()
 		fmt.Fprintf(c, "%s\n", s)
@@ -257,18 +255,26 @@ func TestRemovalDoesNotCutOpenConnection(t *testing.T) {
 	}
 }
 
-func dialFrom(t *testing.T, src string, port uint16) net.Conn {
+// session connects from src to moat's port and reads the greeting of
+// the bypass listener's echo server.
+func session(t *testing.T, src string, port uint16) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: netip.MustParseAddr(src).AsSlice()}, Timeout: 5 * time.Second}
 	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c
+	br := bufio.NewReader(c)
+	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "bypass ") {
+		t.Fatalf("session from %s: greeting %q, %v: want the bypass listener's", src, l, err)
+	}
+	return c, br
 }
 
-// echoListener makes l's port an echo server that prefixes "bypass ".
+// echoListener makes l's port an echo server: it greets as listen's
+// servers do, then answers every line with the line after "bypass ".
 func echoListener(t *testing.T, l *listener) *listener {
 	t.Helper()
 	port := l.port()
@@ -286,6 +292,7 @@ func echoListener(t *testing.T, l *listener) *listener {
 			}
 			go func() {
 				defer c.Close()
+				fmt.Fprintf(c, "bypass %s\n", c.RemoteAddr())
 				br := bufio.NewReader(c)
 				for {
 					s, err := br.ReadString('\n')

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"moat/internal/classify"
+	"moat/internal/clock"
+	"moat/internal/smtp"
 	"moat/internal/store"
 )
 
@@ -21,18 +23,19 @@ import (
 type Mirror struct {
 	Table    *Table
 	Eng      *classify.Engine
+	Clock    clock.Clock   // the engine's: white times end by it
 	Interval time.Duration // between full syncs; default 10m
 	Log      *slog.Logger
 
 	resync chan struct{}
 }
 
-// NewMirror returns a Mirror of eng in t.
-func NewMirror(t *Table, eng *classify.Engine, log *slog.Logger) *Mirror {
+// NewMirror returns a Mirror of eng, whose clock is clk, in t.
+func NewMirror(t *Table, eng *classify.Engine, clk clock.Clock, log *slog.Logger) *Mirror {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Mirror{Table: t, Eng: eng, Log: log, resync: make(chan struct{}, 1)}
+	return &Mirror{Table: t, Eng: eng, Clock: clk, Log: log, resync: make(chan struct{}, 1)}
 }
 
 // Start syncs the table with the engine once, then hooks the mirror to
@@ -80,7 +83,7 @@ func (m *Mirror) Sync() error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	now := m.Clock.Now()
 	want := make([]Element, 0, len(white))
 	for _, w := range white {
 		e := Element{Prefix: w.Prefix}
@@ -103,8 +106,18 @@ func (m *Mirror) Changed(p netip.Prefix) {
 	}
 	p = store.NormPrefix(p)
 	m.apply(p)
-	for _, n := range m.Table.Nets() {
-		if n != p && n.Bits() < p.Bits() && n.Contains(p.Addr()) {
+	// The networks that hold p may change with it: those in the set (a
+	// host in one turned black), and the most specific one stored (a
+	// black host in it was forgotten). Networks nested deeper wait for
+	// the next sync.
+	nets := m.Table.Nets()
+	if h, ok, err := m.Eng.Store().Lookup(p.Addr()); err == nil && ok && h.Prefix.Bits() < p.Bits() {
+		nets = append(nets, h.Prefix)
+	}
+	done := map[netip.Prefix]bool{p: true}
+	for _, n := range nets {
+		if !done[n] && n.Bits() < p.Bits() && n.Contains(p.Addr()) {
+			done[n] = true
 			m.apply(n)
 		}
 	}
@@ -122,7 +135,7 @@ func (m *Mirror) apply(p netip.Prefix) {
 	if white {
 		e := Element{Prefix: p}
 		if !until.IsZero() {
-			if e.Timeout = time.Until(until); e.Timeout <= 0 {
+			if e.Timeout = until.Sub(m.Clock.Now()); e.Timeout <= 0 {
 				white = false
 			}
 		}
@@ -148,3 +161,42 @@ func (m *Mirror) later() {
 	default:
 	}
 }
+
+// LogLine weighs one line of the mail server's log (ParsePostfixLine): a
+// trap a client named is evidence against it (classify.TrapLogged), and a
+// message from a white host renews its white time, as a session through
+// moat would (classify.Seen), and so its element's timeout.
+func (m *Mirror) LogLine(line string) {
+	r, ok := ParsePostfixLine(line)
+	if !ok || r.Client == moatV4 || r.Client == moatV6 {
+		return
+	}
+	if r.Rcpt == "" {
+		if v, err := m.Eng.Classify(r.Client); err == nil {
+			if err := m.Eng.Seen(r.Client, v); err != nil {
+				m.Log.Warn("bypass: renewing a white host", "client", r.Client.String(), "err", err.Error())
+			}
+		}
+		return
+	}
+	rcpt, err := smtp.Normalize(r.Rcpt)
+	if err != nil {
+		return
+	}
+	d, err := m.Eng.TrapLogged(r.Client, rcpt)
+	if err != nil {
+		m.Log.Warn("bypass: trap in the mail log", "client", r.Client.String(), "trap", rcpt, "err", err.Error())
+	}
+	if d.Action == classify.Trap || d.Action == classify.Refuse {
+		m.Log.Info("bypass: trap named to the mail server", "client", r.Client.String(), "trap", rcpt,
+			"action", d.Action.String(), "reason", d.Reason)
+	}
+}
+
+// Moat's own connections to the mail server (the trap probe, a hand-off
+// without a PROXY header) come from these; a log line about them is about
+// moat, never a client.
+var (
+	moatV4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	moatV6 = netip.IPv6Loopback()
+)
