@@ -43,6 +43,7 @@ type Config struct {
 	Redis    Redis    `toml:"redis"`
 
 	Reputation Reputation `toml:"reputation"` // reputation.go
+	Bypass     Bypass     `toml:"bypass"`     // bypass.go
 }
 
 // Redis is the [redis] table: how a redis store names its keys and keeps
@@ -171,6 +172,7 @@ func Default() *Config {
 		Bait:       Bait{Count: 3},
 		Log:        Log{Level: "info", Format: "json"},
 		Reputation: defaultReputation(),
+		Bypass:     defaultBypass(),
 		Redis:      Redis{Prefix: "moat:", Timeout: Duration{time.Second}, CacheTTL: Duration{2 * time.Second}, StaleTTL: Duration{10 * time.Minute}},
 	}
 }

@@ -264,6 +264,7 @@ func TestParseSample(t *testing.T) {
 		Redis: Redis{Prefix: "mx:", Timeout: dur(2 * time.Second), CacheTTL: dur(5 * time.Second), StaleTTL: dur(time.Hour)},
 		// [reputation] has tests of its own; the sample leaves it at its defaults.
 		Reputation: Default().Reputation,
+		Bypass:     Default().Bypass,
 	}
 	if !reflect.DeepEqual(c, want) {
 		gv, wv := reflect.ValueOf(*c), reflect.ValueOf(*want)

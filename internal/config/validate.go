@@ -43,6 +43,9 @@ func (c *Config) validate() error {
 	if err := c.Reputation.validate(); err != nil {
 		return err
 	}
+	if err := c.Bypass.validate(c.Listen); err != nil {
+		return err
+	}
 	g := c.Greylist
 	if g.MinRetry.Duration <= 0 {
 		return fmt.Errorf("config: greylist.min_retry: %q: must be > 0 (default \"1m\"): with no wait, every sender that retries at all passes at once", g.MinRetry)
