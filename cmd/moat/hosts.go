@@ -52,7 +52,15 @@ func hostsListCmd(op operator) *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.IP, h.Class, h.Reason, fmtTime(h.FirstSeen), fmtTime(h.LastSeen), fmtExpiry(h.Expires), held)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			// The kernel's sets, when the bypass is on (status.go).
+			var b admin.Bypass
+			if op.do("GET", "/v1/bypass", nil, &b) == nil {
+				printBypass(c.OutOrStdout(), b)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&class, "class", "", "only hosts of this class: white, grey or black")

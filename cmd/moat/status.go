@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -53,9 +54,23 @@ func statusCmd(cfgPath *string) *cobra.Command {
 			if st.StoreErrors > 0 {
 				fmt.Fprintf(w, "store errors: %d\n", st.StoreErrors)
 			}
+			if st.Bypass != nil {
+				printBypass(w, *st.Bypass)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// printBypass writes the line "moat status" and "moat hosts list" give
+// the kernel bypass.
+func printBypass(w io.Writer, b admin.Bypass) {
+	if b.Problem != "" {
+		fmt.Fprintf(w, "kernel bypass: %s: PROBLEM: %s\n", b.Table, b.Problem)
+		return
+	}
+	fmt.Fprintf(w, "kernel bypass: %s: %d white hosts (%d IPv4, %d IPv6), %d white networks in the kernel's sets\n",
+		b.Table, b.Hosts4+b.Hosts6, b.Hosts4, b.Hosts6, b.Nets4+b.Nets6)
 }

@@ -30,6 +30,10 @@ type Service struct {
 	Eng   *classify.Engine // its trap set is the one the trap routes change
 	Miner *traps.Miner     // trap mining; nil: not set up
 	Live  func() Live      // nil when no daemon runs
+
+	// Bypass reads the kernel bypass (status.go); nil when bypass.mode
+	// is off.
+	Bypass func() Bypass
 }
 
 // Live is what a running daemon adds to the status.

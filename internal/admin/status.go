@@ -1,11 +1,13 @@
 package admin
 
 import (
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
 	"time"
 
+	"moat/internal/bypass"
 	"moat/internal/store"
 	"moat/internal/traps"
 )
@@ -25,6 +27,18 @@ type Status struct {
 	TopTraps      []TrapHits       `json:"top_traps,omitempty"` // most hit traps, bait addresses included
 	StoreErrors   int64            `json:"store_errors"`
 	StoreDown     *time.Time       `json:"store_down_since,omitempty"` // a shared store (Redis) unreachable since
+	Bypass        *Bypass          `json:"bypass,omitempty"`           // the kernel bypass; nil when off
+}
+
+// ErrBypassOff answers questions about the kernel bypass when it is off.
+var ErrBypassOff = errors.New("the kernel bypass is off (bypass.mode)")
+
+// Bypass is the kernel bypass as the operator sees it: the table, the
+// sizes of its sets, and what is wrong with it.
+type Bypass struct {
+	Table string `json:"table"` // "inet moat"
+	bypass.Sizes
+	Problem string `json:"problem,omitempty"` // "" when the table and moat's rules are in place
 }
 
 // TrapHits is one trap's hit count.
@@ -45,6 +59,10 @@ func (s *Service) Status() (Status, error) {
 	}
 	if err := s.storeStatus(&st); err != nil && st.StoreDown == nil {
 		return st, err
+	}
+	if s.Bypass != nil {
+		b := s.Bypass()
+		st.Bypass = &b
 	}
 	if s.Live != nil {
 		l := s.Live()
@@ -113,5 +131,12 @@ func (s *Service) statusRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.Status()
 		reply(w, st, err)
+	})
+	mux.HandleFunc("GET /v1/bypass", func(w http.ResponseWriter, r *http.Request) {
+		if s.Bypass == nil {
+			reply(w, nil, badRequest{ErrBypassOff})
+			return
+		}
+		reply(w, s.Bypass(), nil)
 	})
 }

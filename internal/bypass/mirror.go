@@ -8,6 +8,7 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/clock"
+	"moat/internal/prefix"
 	"moat/internal/smtp"
 	"moat/internal/store"
 )
@@ -104,7 +105,7 @@ func (m *Mirror) Changed(p netip.Prefix) {
 		m.later()
 		return
 	}
-	p = store.NormPrefix(p)
+	p = prefix.Norm(p)
 	m.apply(p)
 	// The networks that hold p may change with it: those in the set (a
 	// host in one turned black), and the most specific one stored (a

@@ -147,22 +147,42 @@ func (t *Table) install() error {
 func (t *Table) Delete() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, err := t.conn.ListTableOfFamily(t.cfg.Table, nftables.TableFamilyINet); err != nil {
-		if notFound(err) {
-			return nil
-		}
-		return t.fail("delete", err)
-	}
-	if !t.ours() {
-		return fmt.Errorf("bypass: table %s does not carry moat's rules: not deleting it (rename bypass.table or delete it yourself)", t.Name())
-	}
-	t.conn.DelTable(t.tab)
-	if err := t.conn.Flush(); err != nil {
-		return t.fail("delete", err)
+	if _, err := t.retire(); err != nil {
+		return err
 	}
 	clear(t.hosts)
 	clear(t.nets)
 	return nil
+}
+
+// Retire deletes the table called name if it carries moat's rules: moat
+// runs with the bypass off, and a table an earlier run left would go on
+// sending white hosts past it. It reports whether there was one.
+func Retire(name string) (bool, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("bypass: netlink: %w", err)
+	}
+	t := &Table{cfg: Config{Table: name}, conn: conn, tab: &nftables.Table{Name: name, Family: nftables.TableFamilyINet}}
+	t.set, t.chain = t.layout()
+	return t.retire()
+}
+
+func (t *Table) retire() (bool, error) {
+	if _, err := t.conn.ListTableOfFamily(t.cfg.Table, nftables.TableFamilyINet); err != nil {
+		if notFound(err) {
+			return false, nil
+		}
+		return false, t.fail("delete", err)
+	}
+	if !t.ours() {
+		return false, fmt.Errorf("bypass: table %s does not carry moat's rules: not deleting it (rename bypass.table or delete it yourself)", t.Name())
+	}
+	t.conn.DelTable(t.tab)
+	if err := t.conn.Flush(); err != nil {
+		return false, t.fail("delete", err)
+	}
+	return true, nil
 }
 
 // ours reports a table whose chains carry at least one of moat's rules.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"moat/internal/prefix"
 	"moat/internal/store"
 )
 
@@ -42,7 +43,7 @@ func (e *Engine) Whitelist() []netip.Prefix { return e.cfg.Whitelist }
 // (a white network with one black host in it is left to moat). A store
 // error gives false with the error.
 func (e *Engine) WhiteUntil(p netip.Prefix) (time.Time, bool, error) {
-	p = store.NormPrefix(p)
+	p = prefix.Norm(p)
 	if !p.IsValid() {
 		return time.Time{}, false, nil
 	}
@@ -87,7 +88,7 @@ func (e *Engine) White() ([]WhiteEntry, error) {
 	}
 	out := make([]WhiteEntry, 0, len(e.cfg.Whitelist)+len(white))
 	for _, p := range e.cfg.Whitelist {
-		out = append(out, WhiteEntry{Prefix: store.NormPrefix(p)})
+		out = append(out, WhiteEntry{Prefix: prefix.Norm(p)})
 	}
 	var inside []netip.Prefix
 	for _, h := range other {

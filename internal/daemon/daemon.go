@@ -112,7 +112,7 @@ func New(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.Server.SetTarpit(d.Tarpit)
-	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Live: live(d.Server)}
+	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Live: live(d.Server), Bypass: bypassStatus(cfg)}
 	if d.Drop, err = loadReputation(cfg, d.Engine, log); err != nil {
 		return nil, err
 	}
@@ -152,7 +152,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	go d.Miner.Run(ctx)
-	if err := follow(ctx, cfg, d.Engine, d.Miner, d.Log); err != nil {
+	logLine, err := startBypass(ctx, cfg, d.Engine, d.Log) // bypass.go
+	if err != nil {
+		return err
+	}
+	if err := follow(ctx, cfg, d.Engine, d.Miner, logLine, d.Log); err != nil {
 		return err
 	}
 	if d.Drop != nil {

@@ -163,7 +163,7 @@ func Offline(cfg *config.Config, st store.Store, mining bool, log *slog.Logger) 
 	if err := loadBait(cfg, eng.Traps()); err != nil {
 		return nil, err
 	}
-	svc := &admin.Service{Eng: eng}
+	svc := &admin.Service{Eng: eng, Bypass: bypassStatus(cfg)}
 	if mining {
 		if svc.Miner, err = newMiner(cfg, eng, newDialer(cfg), log); err != nil {
 			return nil, err

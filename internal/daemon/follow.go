@@ -13,12 +13,13 @@ import (
 )
 
 // follow follows every log named in traps.follow (rejections of unknown
-// recipients: trap evidence) and reputation.follow (content filters'
+// recipients: trap evidence; and, with the kernel bypass on, logLine's
+// evidence about the white hosts moat no longer sees) and reputation.follow (content filters'
 // verdicts: feedback) with one follower per file, whose lines go to each
 // parser the file was named for: a mail.log read for trap evidence and for
 // Postfix's verdicts is read once, and its place in the store is kept
 // once. They stop with ctx.
-func follow(ctx context.Context, cfg *config.Config, eng *classify.Engine, m *traps.Miner, log *slog.Logger) error {
+func follow(ctx context.Context, cfg *config.Config, eng *classify.Engine, m *traps.Miner, logLine func(string), log *slog.Logger) error {
 	if cfg.BackendProxyProtocol == "none" && (len(cfg.Traps.Follow) > 0 || len(cfg.Reputation.Follow) > 0) {
 		// Without a PROXY header the backend sees moat as every
 		// client, and so do its filters: every line would be about
@@ -47,6 +48,11 @@ func follow(ctx context.Context, cfg *config.Config, eng *classify.Engine, m *tr
 					}
 				}
 			})
+		}
+	}
+	if logLine != nil {
+		for _, path := range cfg.Traps.Follow {
+			add(path, logLine)
 		}
 	}
 	for _, f := range cfg.Reputation.Follow {
