@@ -46,7 +46,7 @@ func TestHarnessSenderRetries(t *testing.T) {
 		t.Fatal("sender queue is empty after a deferral")
 	}
 
-	b := startBackend(t, addr, false, "alice@example.test")
+	b := startBackend(t, addr, false, "", "alice@example.test")
 	s.Flush(t)
 	msgs := b.WaitMessages(t, "alice@example.test", 1, 30*time.Second)
 	if !strings.Contains(msgs[0], "Subject: retry me") {

@@ -450,6 +450,7 @@ type Backend struct {
 	*Postfix
 	Addr      string   // host:port its smtpd listens on
 	Proxy     bool     // whether smtpd expects a PROXY header first
+	Bypass    string   // host:port of its bypass listener (StartBackendWithBypass); "" if none
 	Mailboxes []string // the addresses it accepts
 }
 
@@ -462,10 +463,19 @@ type Backend struct {
 // relay rules never interfere) but never leaves: the transports are error.
 func StartBackend(t testing.TB, proxy bool, mailboxes ...string) *Backend {
 	t.Helper()
-	return startBackend(t, FreeAddr(t, "127.0.0.1"), proxy, mailboxes...)
+	return startBackend(t, FreeAddr(t, "127.0.0.1"), proxy, "", mailboxes...)
 }
 
-func startBackend(t testing.TB, addr string, proxy bool, mailboxes ...string) *Backend {
+// StartBackendWithBypass starts a backend as StartBackend(t, true, …)
+// does, plus the listener moat's kernel bypass sends white hosts to: a
+// second smtpd on a free port of 127.0.0.1 that takes clients without a
+// PROXY header and logs as postfix/bypass/smtpd.
+func StartBackendWithBypass(t testing.TB, mailboxes ...string) *Backend {
+	t.Helper()
+	return startBackend(t, FreeAddr(t, "127.0.0.1"), true, FreeAddr(t, "127.0.0.1"), mailboxes...)
+}
+
+func startBackend(t testing.TB, addr string, proxy bool, bypass string, mailboxes ...string) *Backend {
 	t.Helper()
 	requirePostfix(t)
 	dir := instanceDir(t, "backend")
@@ -500,10 +510,15 @@ relay_transport = error:test backend delivers nowhere
 smtpd_upstream_proxy_protocol = %[5]s
 `, dir, Domain, uid, gid, proxyProto)
 	master := addr + " inet n - n - - smtpd\n" + masterCF
-	b := &Backend{Addr: addr, Proxy: proxy, Mailboxes: mailboxes}
+	if bypass != "" {
+		master += bypass + " inet n - n - - smtpd\n  -o smtpd_upstream_proxy_protocol=\n  -o syslog_name=postfix/bypass\n"
+	}
+	b := &Backend{Addr: addr, Proxy: proxy, Bypass: bypass, Mailboxes: mailboxes}
 	b.Postfix = startPostfix(t, "backend", dir, mainCF, master, map[string]string{"vmailbox": vmailbox.String()})
-	if !waitListening(addr, 10*time.Second, b.done) {
-		t.Fatalf("backend: smtpd is not listening on %s\nmaillog:\n%s", addr, b.Log())
+	for _, a := range []string{addr, bypass} {
+		if a != "" && !waitListening(a, 10*time.Second, b.done) {
+			t.Fatalf("backend: smtpd is not listening on %s\nmaillog:\n%s", a, b.Log())
+		}
 	}
 	return b
 }
