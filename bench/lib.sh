@@ -80,3 +80,22 @@ sink() {
 	started $!
 	wait_port "$1"
 }
+
+# smtp_secs ARGS...: how many seconds one smtp-source run took.
+smtp_secs() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	smtp-source "$@" >/dev/null
+	t1=$(date +%s.%N)
+	echo "$t1 - $t0" | bc -l
+}
+
+# cpu_ticks PID: the process's utime+stime in clock ticks (1/100 s).
+cpu_ticks() {
+	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# median: the median of the numbers on standard input, one a line.
+median() {
+	sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+}

@@ -47,26 +47,16 @@ started $MPID
 wait_port "$LISTEN"
 sleep 1
 
-secs() { # smtp-source args... : elapsed seconds
-	local t0 t1
-	t0=$(date +%s.%N)
-	smtp-source "$@" >/dev/null
-	t1=$(date +%s.%N)
-	echo "$t1 - $t0" | bc -l
-}
-cpu_ticks() { # pid: utime+stime in clock ticks (1/100 s)
-	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
 rate() { echo "$M / $1" | bc -l; }
 ratio_rounds() { # label smtp-source-args...
 	local label=$1
 	shift
 	local direct proxy via c0 c1
 	for r in $(seq "$ROUNDS"); do
-		direct=$(secs "$@" "$SINK")
-		proxy=$(secs "$@" "$PROXY")
+		direct=$(smtp_secs "$@" "$SINK")
+		proxy=$(smtp_secs "$@" "$PROXY")
 		c0=$(cpu_ticks $MPID)
-		via=$(secs "$@" "$LISTEN")
+		via=$(smtp_secs "$@" "$LISTEN")
 		c1=$(cpu_ticks $MPID)
 		printf '%-20s round %d: direct %5.0f msg/s, bare Go proxy %5.0f, moat %5.0f (moat CPU %3.0f µs/msg); moat/direct %.3f, moat/proxy %.3f\n' \
 			"$label" "$r" "$(rate "$direct")" "$(rate "$proxy")" "$(rate "$via")" "$(echo "($c1 - $c0) * 10000 / $M" | bc -l)" \
@@ -79,11 +69,10 @@ echo "== smtp-source -d -s $S -m $M: messages over kept connections, 100 KiB =="
 ratio_rounds "kept conns, 100 KiB" -d -s "$S" -m "$M" -l 102400
 echo
 for label in "1 msg/conn, 1 KiB" "kept conns, 100 KiB"; do
-	grep -F "$label" "$WORK/rounds" | sed 's/.*moat\/direct \([0-9.]*\), moat\/proxy \([0-9.]*\)/\1 \2/' | awk -v l="$label" '
-		{ d[NR] = $1; p[NR] = $2 }
-		END {
-			printf "%-20s median moat/direct %.3f (target >= 0.95), moat/bare proxy %.3f\n", l, med(d, NR), med(p, NR) }
-		function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return a[int((n + 1) / 2)] }'
+	rows=$(grep -F "$label" "$WORK/rounds")
+	printf '%-20s median moat/direct %.3f (target >= 0.95), moat/bare proxy %.3f\n' "$label" \
+		"$(echo "$rows" | sed 's/.*moat\/direct \([0-9.]*\),.*/\1/' | median)" \
+		"$(echo "$rows" | sed 's/.*moat\/proxy \([0-9.]*\)$/\1/' | median)"
 done
 echo
 echo "== added connection latency (time to banner, 2000 connections each, alternating) =="

@@ -45,11 +45,13 @@ type listener struct {
 	name string
 }
 
-func listen(t *testing.T, name string) *listener {
+func listen(t *testing.T, name string) *listener { return listenOn(t, name, "127.0.0.1:0") }
+
+func listenOn(t *testing.T, name, addr string) *listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("listen on %s: %v", addr, err)
 	}
 	l := &listener{ln: ln, name: name}
 	go func() {
@@ -158,14 +160,9 @@ func TestWhiteSourceReachesBypassGreyReachesMoat(t *testing.T) {
 
 func TestIPv6WhiteSourceReachesBypass(t *testing.T) {
 	r := newRig(t)
-	ln6, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", r.bypass.port()))
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	ln6.Close()
-	m6 := listen6(t, "moat", r.moat.port())
-	b6 := listen6(t, "bypass", r.bypass.port())
-	_, _ = m6, b6
+	// The same ports on ::1 (a test without IPv6 loopback is skipped).
+	listenOn(t, "moat", fmt.Sprintf("[::1]:%d", r.moat.port()))
+	listenOn(t, "bypass", fmt.Sprintf("[::1]:%d", r.bypass.port()))
 	if got := r.reach(t, "::1"); got != "moat" {
 		t.Fatalf("before: ::1 reached %s, want moat", got)
 	}
@@ -182,27 +179,6 @@ func TestIPv6WhiteSourceReachesBypass(t *testing.T) {
 	if sz.Hosts6 != 1 || sz.Hosts4 != 0 {
 		t.Errorf("Count = %+v, want one IPv6 host", sz)
 	}
-}
-
-func listen6(t *testing.T, name string, port uint16) *listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", port))
-	if err != nil {
-		t.Skipf("IPv6 loopback port %d: %v", port, err)
-	}
-	l := &listener{ln: ln, name: name}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return l
 }
 
 func TestRemovedHostReachesMoatNextConnection(t *testing.T) {
@@ -234,16 +210,7 @@ func TestRemovalDoesNotCutOpenConnection(t *testing.T) {
 	if err := r.tab.Put(Element{Prefix: p, Timeout: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	c, br := session(t, "127.0.0.5", r.moat.port())
-	say := func(s string) string {
-		t.Helper()
-		fmt.Fprintf(c, "%s\n", s)
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("session: %v", err)
-		}
-		return l
-	}
+	say := session(t, "127.0.0.5", r.moat.port())
 	if got := say("one"); got != "bypass one\n" {
 		t.Fatalf("first line: %q", got)
 	}
@@ -255,9 +222,10 @@ func TestRemovalDoesNotCutOpenConnection(t *testing.T) {
 	}
 }
 
-// session connects from src to moat's port and reads the greeting of
-// the bypass listener's echo server.
-func session(t *testing.T, src string, port uint16) (net.Conn, *bufio.Reader) {
+// session connects from src to moat's port, reads the greeting of the
+// bypass listener's echo server, and returns a function that sends a line
+// and returns the answer.
+func session(t *testing.T, src string, port uint16) func(string) string {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: netip.MustParseAddr(src).AsSlice()}, Timeout: 5 * time.Second}
 	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -270,7 +238,15 @@ func session(t *testing.T, src string, port uint16) (net.Conn, *bufio.Reader) {
 	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "bypass ") {
 		t.Fatalf("session from %s: greeting %q, %v: want the bypass listener's", src, l, err)
 	}
-	return c, br
+	return func(s string) string {
+		t.Helper()
+		fmt.Fprintf(c, "%s\n", s)
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("session from %s: %v", src, err)
+		}
+		return l
+	}
 }
 
 // echoListener makes l's port an echo server: it greets as listen's

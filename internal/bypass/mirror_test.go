@@ -2,7 +2,6 @@ package bypass
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -34,15 +33,19 @@ func newEngine(t *testing.T, path string, cfg classify.Config) (*classify.Engine
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return engineOver(t, st, clock.Real{}, cfg), st
+}
+
+// engineOver is moat's engine over st, with the test's trap.
+func engineOver(t *testing.T, st store.Store, clk clock.Clock, cfg classify.Config) *classify.Engine {
+	t.Helper()
 	ts, err := traps.New(st, []string{trapAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := greylist.New(greylist.Config{MinRetry: time.Minute, RetryWindow: 24 * time.Hour, PassTTL: whiteTTL}, st, clock.Real{})
+	g := greylist.New(greylist.Config{MinRetry: time.Minute, RetryWindow: 24 * time.Hour, PassTTL: whiteTTL}, st, clk)
 	cfg.BlackTTL, cfg.WhiteTTL, cfg.GreyTTL = 24*time.Hour, whiteTTL, 24*time.Hour
-	eng := classify.New(cfg, st, clock.Real{}, g, ts)
-	eng.SetReputation(classify.Reputation{})
-	return eng, st
+	return classify.New(cfg, st, clk, g, ts)
 }
 
 func newMirror(t *testing.T, r *rig, eng *classify.Engine) *Mirror {
@@ -149,16 +152,7 @@ func TestMoatRestartKeepsWhiteSession(t *testing.T) {
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()
 
-	c, br := session(t, "127.0.0.5", r.moat.port())
-	say := func(s string) string {
-		t.Helper()
-		fmt.Fprintf(c, "%s\n", s)
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("white session: %v", err)
-		}
-		return l
-	}
+	say := session(t, "127.0.0.5", r.moat.port())
 	if got := say("MAIL FROM:<a@example.com>"); got != "bypass MAIL FROM:<a@example.com>\n" {
 		t.Fatalf("white session answered %q", got)
 	}
@@ -257,9 +251,7 @@ func TestMailLogRenewsWhiteHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ts, _ := traps.New(st, nil)
-	g := greylist.New(greylist.Config{MinRetry: time.Minute, RetryWindow: 24 * time.Hour, PassTTL: whiteTTL}, st, clk)
-	eng := classify.New(classify.Config{BlackTTL: time.Hour, WhiteTTL: whiteTTL, GreyTTL: time.Hour}, st, clk, g, ts)
+	eng := engineOver(t, st, clk, classify.Config{})
 	if _, err := eng.Accepted(addr("127.0.0.5"), "a@example.com", "greylist retry"); err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,9 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/clock"
-	"moat/internal/greylist"
 	"moat/internal/store"
 	"moat/internal/store/redis"
 	"moat/internal/store/redis/redistest"
-	"moat/internal/traps"
 )
 
 // newRedisEngine is one MX's engine over a shared Redis. Its cache
@@ -24,12 +22,7 @@ func newRedisEngine(t *testing.T, url string) *classify.Engine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ts, err := traps.New(st, []string{trapAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := greylist.New(greylist.Config{MinRetry: time.Minute, RetryWindow: 24 * time.Hour, PassTTL: whiteTTL}, st, clock.Real{})
-	return classify.New(classify.Config{BlackTTL: 24 * time.Hour, WhiteTTL: whiteTTL, GreyTTL: 24 * time.Hour}, st, clock.Real{}, g, ts)
+	return engineOver(t, st, clock.Real{}, classify.Config{})
 }
 
 // eventually waits for what travels through Redis's change channel.
