@@ -142,7 +142,10 @@ func (e *Engine) whiteEntry(h store.Host, notWhite []netip.Prefix) (time.Time, b
 		if !ok {
 			v = e.storedVerdict(a, h, true)
 		}
-		return h.Expires, v.Class == store.White
+		if v.Class != store.White {
+			return time.Time{}, false
+		}
+		return h.Expires, true
 	}
 	for _, b := range e.cfg.Blacklist {
 		if b.Overlaps(p) {
