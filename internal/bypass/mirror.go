@@ -169,7 +169,7 @@ func (m *Mirror) later() {
 // moat would (classify.Seen), and so its element's timeout.
 func (m *Mirror) LogLine(line string) {
 	r, ok := ParsePostfixLine(line)
-	if !ok || r.Client == moatV4 || r.Client == moatV6 {
+	if !ok {
 		return
 	}
 	if r.Rcpt == "" {
@@ -193,11 +193,3 @@ func (m *Mirror) LogLine(line string) {
 			"action", d.Action.String(), "reason", d.Reason)
 	}
 }
-
-// Moat's own connections to the mail server (the trap probe, a hand-off
-// without a PROXY header) come from these; a log line about them is about
-// moat, never a client.
-var (
-	moatV4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	moatV6 = netip.IPv6Loopback()
-)

@@ -59,26 +59,8 @@ func ParseReject(text string) (Reject, bool) {
 		return Reject{}, false
 	}
 	r.Stage = stage
-	i := strings.IndexByte(rest, '[')
-	if i < 0 || !isHostname(rest[:i]) {
+	if r.Client, rest, ok = clientField(rest); !ok {
 		return Reject{}, false
-	}
-	rest = rest[i+1:]
-	j := strings.IndexByte(rest, ']')
-	if j < 0 {
-		return Reject{}, false
-	}
-	if r.Client, ok = ClientAddr(rest[:j]); !ok {
-		return Reject{}, false
-	}
-	rest = rest[j+1:]
-	if len(rest) > 1 && rest[0] == ':' && '0' <= rest[1] && rest[1] <= '9' {
-		// The client's port, which Postfix adds on request.
-		k := 1
-		for k < len(rest) && '0' <= rest[k] && rest[k] <= '9' {
-			k++
-		}
-		rest = rest[k:]
 	}
 	if rest, ok = strings.CutPrefix(rest, ": "); !ok {
 		return Reject{}, false
@@ -94,6 +76,57 @@ func ParseReject(text string) (Reject, bool) {
 		return Reject{}, false
 	}
 	return r, true
+}
+
+// ParseClient reads the record Postfix's smtpd writes when a client starts
+// a message (its queue file is made), from the text of the line
+// (Entry.Text):
+//
+//	postfix/smtpd: 4C1A22E01F: client=name[192.0.2.1]:4711
+//	postfix/smtpd: 4C1A22E01F: client=name[192.0.2.1], sasl_method=PLAIN, sasl_username=…
+//
+// Every field up to the client's address is Postfix's own. ok is false
+// for every other text, and for one of moat's own connections (see
+// ClientAddr).
+func ParseClient(text string) (queueID string, client netip.Addr, ok bool) {
+	qid, rest, ok := strings.Cut(text, ": ")
+	if !ok || qid == "NOQUEUE" || !isQueueID(qid) {
+		return "", netip.Addr{}, false
+	}
+	if rest, ok = strings.CutPrefix(rest, "client="); !ok {
+		return "", netip.Addr{}, false
+	}
+	if client, rest, ok = clientField(rest); !ok || rest != "" && !strings.HasPrefix(rest, ", ") {
+		return "", netip.Addr{}, false
+	}
+	return qid, client, true
+}
+
+// clientField reads Postfix's "name[addr]" at the start of s, and the
+// ":port" Postfix adds on request, and returns what follows.
+func clientField(s string) (netip.Addr, string, bool) {
+	i := strings.IndexByte(s, '[')
+	if i < 0 || !isHostname(s[:i]) {
+		return netip.Addr{}, "", false
+	}
+	s = s[i+1:]
+	j := strings.IndexByte(s, ']')
+	if j < 0 {
+		return netip.Addr{}, "", false
+	}
+	a, ok := ClientAddr(s[:j])
+	if !ok {
+		return netip.Addr{}, "", false
+	}
+	s = s[j+1:]
+	if len(s) > 1 && s[0] == ':' && '0' <= s[1] && s[1] <= '9' {
+		k := 1
+		for k < len(s) && '0' <= s[k] && s[k] <= '9' {
+			k++
+		}
+		s = s[k:]
+	}
+	return a, s, true
 }
 
 // SplitStatus splits the enhanced status code (RFC 3463: class.subject.detail,
