@@ -255,6 +255,18 @@ type Store interface {
 	// may call the store.
 	Records(fn func(kind, key string, val []byte, expires time.Time) bool) error
 
+	// Tally notes member under key at time at, and returns how many
+	// distinct members key holds whose latest note is no older than
+	// window before at: older notes are forgotten, and so is a key with
+	// none left. A key keeps at most limit members (the latest), so the
+	// count never exceeds limit. Like everything in the store a tally is
+	// shared: every moat on one Redis counts together. Network
+	// escalation counts black hosts per network and per autonomous
+	// system with it. Tallies are working state, not part of an export.
+	Tally(key, member string, at time.Time, window time.Duration, limit int) (int, error)
+	// DropTally forgets key's notes (nothing happens if there are none).
+	DropTally(key string) error
+
 	// Flush returns when every write made before it was called is durable.
 	Flush(ctx context.Context) error
 	// Close flushes and releases the store.
@@ -271,6 +283,21 @@ type Watcher interface {
 	// may have been missed (the shared store was unreachable). A second
 	// call replaces the first.
 	WatchHosts(fn func(netip.Prefix))
+}
+
+// CheckTally refuses what no store's tally holds: an empty key or member,
+// one longer than 255 bytes (a member is an address, a key a network or
+// an AS), a window or limit that is not positive.
+func CheckTally(key, member string, window time.Duration, limit int) error {
+	switch {
+	case key == "" || len(key) > 255:
+		return fmt.Errorf("store: tally: bad key %q", key)
+	case member == "" || len(member) > 255:
+		return fmt.Errorf("store: tally %s: bad member %q", key, member)
+	case window <= 0 || limit < 1:
+		return fmt.Errorf("store: tally %s: window %v and limit %d must be positive", key, window, limit)
+	}
+	return nil
 }
 
 // TripletID is a triplet's identity in a store: the first 16 bytes of the

@@ -76,13 +76,15 @@ type Store struct {
 	nets      [2][]int    // lengths with entries, most specific first; host lengths excluded
 	hostDirty map[netip.Prefix]struct{}
 
-	mu           sync.RWMutex // traps, counters and records
+	mu           sync.RWMutex // traps, counters, records and tallies
 	traps        map[string]struct{}
 	trapDirty    map[string]struct{}
 	counters     map[string]int64
 	counterDirty map[string]struct{}
 	records      map[string]map[string]record
 	recDirty     map[recKey]struct{}
+	tallies      map[string]*tally
+	tallyDirty   map[string]struct{}
 
 	flushReq  chan chan error
 	quit      chan struct{}
@@ -139,6 +141,8 @@ func Open(path string, opt Options) (*Store, error) {
 		counterDirty: make(map[string]struct{}),
 		records:      make(map[string]map[string]record),
 		recDirty:     make(map[recKey]struct{}),
+		tallies:      make(map[string]*tally),
+		tallyDirty:   make(map[string]struct{}),
 		flushReq:     make(chan chan error),
 		quit:         make(chan struct{}),
 		done:         make(chan struct{}),

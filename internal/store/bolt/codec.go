@@ -19,6 +19,7 @@ import (
 //	traps     address → empty
 //	counters  name → int64
 //	records   one nested bucket per kind: key → expires | value
+//	tallies   key → expires | (note | member length u8 | member)…
 //
 // Values are fixed-size binary rather than JSON because there are millions
 // of triplets: 28 bytes each on disk, decoded without allocating at Open.
@@ -31,10 +32,13 @@ var (
 	bucketTraps    = []byte("traps")
 	bucketCounters = []byte("counters")
 	bucketRecords  = []byte("records")
+	bucketTallies  = []byte("tallies")
 
 	keyVersion = []byte("version")
 
-	allBuckets = [][]byte{bucketMeta, bucketHosts, bucketTriplets, bucketTraps, bucketCounters, bucketRecords}
+	// A file written before tallies existed gets their bucket at Open
+	// (initFile): the format version stays 1.
+	allBuckets = [][]byte{bucketMeta, bucketHosts, bucketTriplets, bucketTraps, bucketCounters, bucketRecords, bucketTallies}
 )
 
 const (

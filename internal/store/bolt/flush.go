@@ -120,6 +120,12 @@ func (s *Store) purge() {
 			delete(s.records, kind)
 		}
 	}
+	for k, t := range s.tallies {
+		if !liveTally(t, now) {
+			delete(s.tallies, k)
+			s.tallyDirty[k] = struct{}{}
+		}
+	}
 	s.mu.Unlock()
 }
 
@@ -141,12 +147,14 @@ type batch struct {
 	traps    []kv
 	counters []kv
 	records  map[string][]kv
+	tallies  []kv
 
 	hostDirty    map[netip.Prefix]struct{}
 	tripDirty    [nShards]map[tkey]struct{}
 	trapDirty    map[string]struct{}
 	counterDirty map[string]struct{}
 	recDirty     map[recKey]struct{}
+	tallyDirty   map[string]struct{}
 }
 
 // take swaps out every dirty set and encodes the current value of each
@@ -209,8 +217,16 @@ func (s *Store) take() *batch {
 		}
 		b.records[rk.kind] = append(b.records[rk.kind], e)
 	}
+	b.tallyDirty, s.tallyDirty = s.tallyDirty, make(map[string]struct{})
+	for k := range b.tallyDirty {
+		e := kv{k: []byte(k)}
+		if t, ok := s.tallies[k]; ok {
+			e.v = appendTally(nil, t)
+		}
+		b.tallies = append(b.tallies, e)
+	}
 	s.mu.Unlock()
-	b.n += len(b.traps) + len(b.counters) + len(b.recDirty)
+	b.n += len(b.traps) + len(b.counters) + len(b.recDirty) + len(b.tallies)
 	return b
 }
 
@@ -239,6 +255,9 @@ func (s *Store) putBack(b *batch) {
 	}
 	for k := range b.recDirty {
 		s.recDirty[k] = struct{}{}
+	}
+	for k := range b.tallyDirty {
+		s.tallyDirty[k] = struct{}{}
 	}
 	s.mu.Unlock()
 }
@@ -275,6 +294,9 @@ func (s *Store) commit() error {
 			return err
 		}
 		if err := apply(tx.Bucket(bucketCounters), b.counters); err != nil {
+			return err
+		}
+		if err := apply(tx.Bucket(bucketTallies), b.tallies); err != nil {
 			return err
 		}
 		rb := tx.Bucket(bucketRecords)

@@ -148,6 +148,22 @@ func (s *Store) load() (err error) {
 			return err
 		}
 
+		err = tx.Bucket(bucketTallies).ForEach(func(k, v []byte) error {
+			t, err := decodeTally(v)
+			if err != nil {
+				return bad("tally "+string(k), err)
+			}
+			if !liveTally(t, now) {
+				s.tallyDirty[string(k)] = struct{}{}
+				return nil
+			}
+			s.tallies[string(k)] = t
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+
 		rb := tx.Bucket(bucketRecords)
 		return rb.ForEachBucket(func(kindb []byte) error {
 			kind := string(kindb)

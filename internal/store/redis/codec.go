@@ -23,6 +23,7 @@ import (
 //	P r:<len(kind)>:<kind>:<key>  evidence record          string, native TTL
 //	P rk:<kind>               the keys of one kind         sorted set, as hosts
 //	P kinds                   record kinds in use          set
+//	P n:<key>                 tally                        sorted set, score = note (ms), native TTL = window
 //	P events                  pub/sub channel of host changes
 //
 // Every value starts with a format byte and carries its own expiry, so a
@@ -49,6 +50,7 @@ func (k keys) counters() string                  { return k.p + "counters" }
 func (k keys) kinds() string                     { return k.p + "kinds" }
 func (k keys) kindIndex(kind string) string      { return k.p + "rk:" + kind }
 func (k keys) events() string                    { return k.p + "events" }
+func (k keys) tally(key string) string           { return k.p + "n:" + key }
 
 // record keys carry the kind's length, so ("a", "b:c") and ("a:b", "c")
 // are different keys.

@@ -26,6 +26,7 @@ func RunDurable(t *testing.T, open, reopen Open) {
 		{"DeletionsSurvive", testDeletionsSurvive},
 		{"ExpiryAfterReopen", testExpiryAfterReopen},
 		{"ReopenAndWrite", testReopenAndWrite},
+		{"TallySurvives", testTallySurvives},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -56,6 +56,8 @@ func Run(t *testing.T, open Open) {
 		{"Concurrency", testConcurrency},
 		{"UpdateHost", testUpdateHost},
 		{"UpdateHostAtomic", testUpdateHostAtomic},
+		{"Tally", testTally},
+		{"TallyConcurrent", testTallyConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
