@@ -45,7 +45,8 @@ type evidence struct {
 
 // repState is one configuration of the evidence sources with its
 // escalation counters. It is replaced whole, so SetReputation is safe
-// while sessions run.
+// while sessions run; the counts themselves are in the store and outlive
+// it.
 type repState struct {
 	Reputation
 	nets *reputation.Counter
@@ -65,7 +66,7 @@ const (
 )
 
 // SetReputation gives the engine its evidence sources, replacing any
-// earlier ones (and their escalation counts).
+// earlier ones. The escalation counts are the store's: they carry over.
 func (e *Engine) SetReputation(r Reputation) {
 	if r.DNSBLThreshold == 0 {
 		r.DNSBLThreshold = 3
@@ -80,7 +81,7 @@ func (e *Engine) SetReputation(r Reputation) {
 		r.Karma = reputation.DefaultKarma()
 	}
 	r.Nets = r.Nets.WithDefaults()
-	e.ev.cur.Store(&repState{Reputation: r, nets: reputation.NewCounter(r.Nets.Window), asns: reputation.NewCounter(r.Nets.Window)})
+	e.ev.cur.Store(&repState{Reputation: r, nets: reputation.NewCounter(e.st, "net", r.Nets.Window), asns: reputation.NewCounter(e.st, "asn", r.Nets.Window)})
 }
 
 // networkVerdict is what imported lists and escalated autonomous systems
@@ -357,7 +358,7 @@ func (e *Engine) escalate(addr netip.Addr, now time.Time) {
 	n := r.Nets
 	if n.Threshold > 0 {
 		net := reputation.Network(addr, n.V4Prefix, n.V6Prefix)
-		if c := r.nets.Add(net.String(), addr, now); c >= n.Threshold {
+		if c, ok := r.reached(r.nets, "net", net.String(), addr, now, n.Threshold); ok {
 			h, ok, err := e.st.Host(net)
 			// A network already black keeps its expiry; an operator's
 			// entry for it stands (precedence.go).
@@ -371,7 +372,6 @@ func (e *Engine) escalate(addr netip.Addr, now time.Time) {
 					r.Log.Info("escalation", "net", net.String(), "black_hosts", c, "ttl", n.TTL.String())
 				}
 			}
-			r.nets.Reset(net.String())
 		}
 	}
 	if n.ASNThreshold > 0 && r.ASN != nil {
@@ -379,16 +379,30 @@ func (e *Engine) escalate(addr netip.Addr, now time.Time) {
 		if !ok {
 			return
 		}
-		if c := r.asns.Add(a.String(), addr, now); c >= n.ASNThreshold {
+		if c, ok := r.reached(r.asns, "asn", a.String(), addr, now, n.ASNThreshold); ok {
 			reason := fmt.Sprintf("ASN escalation: %s (%s) %d black hosts within %s", a, a.Name, c, n.Window)
 			if err := e.st.Put(asnKind, a.String(), []byte(reason), now.Add(n.TTL)); err == nil {
 				if r.Log != nil {
 					r.Log.Info("escalation", "asn", a.String(), "name", a.Name, "black_hosts", c, "ttl", n.TTL.String())
 				}
 			}
-			r.asns.Reset(a.String())
 		}
 	}
+}
+
+// reached counts addr under key and reports whether the count reached
+// threshold; the count then starts again, as the key is escalated. A
+// count the store could not keep (Redis down) is logged and reaches
+// nothing: at worst escalation comes a host later.
+func (r *repState) reached(c *reputation.Counter, what, key string, addr netip.Addr, now time.Time, threshold int) (int, bool) {
+	n, err := c.Add(key, addr, now)
+	if err == nil && n >= threshold {
+		err = c.Reset(key)
+	}
+	if err != nil && r.Log != nil {
+		r.Log.Warn("escalation: counting a black host", what, key, "client", addr.String(), "err", err.Error())
+	}
+	return n, n >= threshold
 }
 
 // hostKey is the record key of a host or network: the address for a

@@ -1,96 +1,46 @@
 package reputation
 
 import (
-	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
 
 	"moat/internal/prefix"
+	"moat/internal/store"
 )
 
 // Counter counts distinct black hosts per key (a network, an AS number)
 // within a sliding window: the evidence for network escalation, the
 // lesson of McColo, where one hosting network sent most of the world's
-// spam. It lives in memory only: after a restart escalation starts
-// counting again, which at worst delays it by one window.
-//
-// A Counter is bounded: it follows at most MaxKeys keys and MaxPerKey
-// hosts per key; beyond that, new keys are not followed until old ones
-// leave the window. Reaching MaxKeys is logged once, and again only after
-// the count went below it.
+// spam. The counts live in the store (store.Store.Tally), so every moat
+// sharing a store counts the same hosts together, and a restart forgets
+// nothing. A count is bounded by MaxPerKey hosts; keys need no bound of
+// their own, since each lapses a window after its last host and there are
+// never more than there are black hosts.
 type Counter struct {
 	Window    time.Duration
-	MaxKeys   int          // default 100000
-	MaxPerKey int          // default 256
-	Log       *slog.Logger // default slog.Default()
+	MaxPerKey int // default 256
 
-	mu   sync.Mutex
-	keys map[string]map[netip.Addr]time.Time
-	full bool
+	st   store.Store
+	kind string
 }
 
-// NewCounter returns a Counter with the given window.
-func NewCounter(window time.Duration) *Counter {
-	return &Counter{Window: window, MaxKeys: 100000, MaxPerKey: 256, keys: map[string]map[netip.Addr]time.Time{}}
+// NewCounter returns a Counter over st with the given window. kind ("net",
+// "asn") keeps its keys apart from other counters' in the store.
+func NewCounter(st store.Store, kind string, window time.Duration) *Counter {
+	return &Counter{Window: window, MaxPerKey: 256, st: st, kind: kind}
 }
+
+func (c *Counter) key(k string) string { return "escalation:" + c.kind + ":" + k }
 
 // Add notes that host turned black under key at now, and returns how
-// many distinct hosts did so under key within the window.
-func (c *Counter) Add(key string, host netip.Addr, now time.Time) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	hosts, ok := c.keys[key]
-	if !ok {
-		if len(c.keys) >= c.MaxKeys {
-			c.sweep(now)
-			if len(c.keys) >= c.MaxKeys {
-				if !c.full {
-					c.full = true
-					log := c.Log
-					if log == nil {
-						log = slog.Default()
-					}
-					log.Warn("escalation: counting at its cap of networks: new ones are not counted until old ones leave the window",
-						"max_keys", c.MaxKeys, "window", c.Window.String())
-				}
-				return 1
-			}
-		}
-		c.full = false
-		hosts = map[netip.Addr]time.Time{}
-		c.keys[key] = hosts
-	}
-	for h, t := range hosts {
-		if now.Sub(t) > c.Window {
-			delete(hosts, h)
-		}
-	}
-	if _, seen := hosts[host]; seen || len(hosts) < c.MaxPerKey {
-		hosts[host] = now
-	}
-	return len(hosts)
+// many distinct hosts did so under key within the window. An error means
+// the store could not count (Redis down): the host is not counted.
+func (c *Counter) Add(key string, host netip.Addr, now time.Time) (int, error) {
+	return c.st.Tally(c.key(key), host.Unmap().String(), now, c.Window, c.MaxPerKey)
 }
 
 // Reset forgets key, once it has been escalated.
-func (c *Counter) Reset(key string) {
-	c.mu.Lock()
-	delete(c.keys, key)
-	c.mu.Unlock()
-}
-
-func (c *Counter) sweep(now time.Time) {
-	for k, hosts := range c.keys {
-		for h, t := range hosts {
-			if now.Sub(t) > c.Window {
-				delete(hosts, h)
-			}
-		}
-		if len(hosts) == 0 {
-			delete(c.keys, k)
-		}
-	}
-}
+func (c *Counter) Reset(key string) error { return c.st.DropTally(c.key(key)) }
 
 // Network folds addr to its escalation network: /v4 bits for IPv4, /v6
 // bits for IPv6 (prefix.Fold, the one folding every package uses).

@@ -1,65 +1,12 @@
 package reputation
 
 import (
-	"bytes"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
-
-func TestCounter(t *testing.T) {
-	c := NewCounter(time.Hour)
-	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
-	steps := []struct {
-		key  string
-		host string
-		at   time.Duration
-		want int
-	}{
-		{"192.0.2.0/24", "192.0.2.1", 0, 1},
-		{"192.0.2.0/24", "192.0.2.1", time.Minute, 1}, // same host again
-		{"192.0.2.0/24", "192.0.2.2", 2 * time.Minute, 2},
-		{"198.51.100.0/24", "198.51.100.1", 3 * time.Minute, 1}, // another key
-		{"192.0.2.0/24", "192.0.2.3", 90 * time.Minute, 1},      // .1 (last seen at 1m) and .2 (2m) left the window
-	}
-	for i, s := range steps {
-		if got := c.Add(s.key, a(s.host), t0.Add(s.at)); got != s.want {
-			t.Errorf("step %d: Add(%s, %s) = %d, want %d", i, s.key, s.host, got, s.want)
-		}
-	}
-	c.Reset("192.0.2.0/24")
-	if got := c.Add("192.0.2.0/24", a("192.0.2.9"), t0.Add(91*time.Minute)); got != 1 {
-		t.Errorf("after Reset: %d, want 1", got)
-	}
-}
-
-func TestCounterBounded(t *testing.T) {
-	c := NewCounter(time.Hour)
-	var logged bytes.Buffer
-	c.Log = slog.New(slog.NewTextHandler(&logged, nil))
-	c.MaxKeys, c.MaxPerKey = 3, 2
-	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := 0; i < 10; i++ {
-		c.Add("k"+string(rune('a'+i)), netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), now)
-	}
-	if len(c.keys) > 3 {
-		t.Errorf("%d keys followed, want at most 3", len(c.keys))
-	}
-	if n := strings.Count(logged.String(), "at its cap"); n != 1 {
-		t.Errorf("the cap was logged %d times, want once:\n%s", n, logged.String())
-	}
-	for i := 0; i < 10; i++ {
-		c.Add("ka", netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), now)
-	}
-	if n := len(c.keys["ka"]); n > 2 {
-		t.Errorf("%d hosts under one key, want at most 2", n)
-	}
-}
 
 func TestNetwork(t *testing.T) {
 	if got := Network(netip.MustParseAddr("::ffff:192.0.2.77"), 24, 48); got.String() != "192.0.2.0/24" {
