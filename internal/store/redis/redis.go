@@ -35,6 +35,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,7 @@ var errClosed = errors.New("store: closed")
 type Store struct {
 	rdb   goredis.UniversalClient
 	where string // the URL without its password, for messages
+	wait  int    // replicas that must confirm a write before Flush says it is durable (WAIT)
 	opt   Options
 	clock clock.Clock
 	log   *slog.Logger
@@ -134,6 +136,7 @@ type Store struct {
 
 	down      atomic.Bool
 	downSince atomic.Int64 // unix nanoseconds
+	short     atomic.Bool  // the last WAIT fell short of wait replicas (logged once)
 	epoch     atomic.Uint64
 
 	w writer
@@ -160,8 +163,11 @@ var (
 //	redis-cluster://[user:password@]host:port,host:port[?option=value…]
 //
 // (rediss-sentinel:// and rediss-cluster:// use TLS.) The options are
-// go-redis's URL options (dial_timeout, pool_size, …). With Sentinel, the
-// user and password in the URL are the Sentinels'; the master's go in the
+// go-redis's URL options (dial_timeout, pool_size, …), and moat's own
+// wait_replicas=N: how many replicas must confirm a write (Redis's WAIT)
+// before Flush reports it durable; 1 by default with Sentinel, whose
+// failover promotes a replica, and 0 otherwise. With Sentinel, the user
+// and password in the URL are the Sentinels'; the master's go in the
 // username and password options.
 //
 // Open fails only on a URL it cannot use. A Redis that does not answer is
@@ -169,7 +175,7 @@ var (
 func Open(rawURL string, opt Options) (*Store, error) {
 	opt.defaults()
 	quietOnce.Do(func() { goredis.SetLogger(quiet{}) })
-	rdb, where, err := newClient(rawURL, opt.Timeout)
+	rdb, where, wait, err := newClient(rawURL, opt.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +185,7 @@ func Open(rawURL string, opt Options) (*Store, error) {
 	s := &Store{
 		rdb:    rdb,
 		where:  where,
+		wait:   wait,
 		opt:    opt,
 		clock:  opt.Clock,
 		log:    opt.Log,
@@ -211,30 +218,50 @@ func (quiet) Printf(context.Context, string, ...any) {}
 
 var quietOnce sync.Once
 
-// newClient turns the URL into a go-redis client. go-redis takes the
-// first host from the URL and further ones from addr= options; the comma
-// list here is what operators write.
-func newClient(raw string, timeout time.Duration) (goredis.UniversalClient, string, error) {
+// newClient turns the URL into a go-redis client and the number of
+// replicas to wait for. go-redis takes the first host from the URL and
+// further ones from addr= options; the comma list here is what operators
+// write.
+func newClient(raw string, timeout time.Duration) (rdb goredis.UniversalClient, where string, wait int, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, "", fmt.Errorf("store: %q: not a URL: %v", raw, err)
+		return nil, "", 0, fmt.Errorf("store: %q: not a URL: %v", raw, err)
 	}
-	where := u.Redacted()
+	where = u.Redacted()
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("store: %s: "+format+" (see docs/redis.md)", append([]any{where}, a...)...)
 	}
 	scheme, mode, _ := strings.Cut(u.Scheme, "-")
 	if scheme != "redis" && scheme != "rediss" || mode != "" && mode != "sentinel" && mode != "cluster" {
-		return nil, "", bad("unknown scheme %q: want redis, rediss, redis-sentinel or redis-cluster", u.Scheme)
+		return nil, "", 0, bad("unknown scheme %q: want redis, rediss, redis-sentinel or redis-cluster", u.Scheme)
 	}
 	hosts := strings.Split(u.Host, ",")
 	if slices.Contains(hosts, "") {
-		return nil, "", bad("empty host")
+		return nil, "", 0, bad("empty host")
 	}
 	if mode == "" && len(hosts) > 1 {
-		return nil, "", bad("several hosts: use redis-sentinel:// or redis-cluster://")
+		return nil, "", 0, bad("several hosts: use redis-sentinel:// or redis-cluster://")
 	}
 	q := u.Query()
+	// wait_replicas is moat's, not go-redis's: take it out before
+	// go-redis sees an option it does not know. Sentinel's failover
+	// promotes a replica, and a write the old master acknowledged but
+	// had not passed on yet goes down with it: so with Sentinel, Flush
+	// waits for one replica unless told otherwise.
+	if mode == "sentinel" {
+		wait = 1
+	}
+	if v, ok := q["wait_replicas"]; ok {
+		n, err := strconv.Atoi(v[len(v)-1])
+		if err != nil || n < 0 || n > 16 {
+			return nil, "", 0, bad("wait_replicas=%q: want a number of replicas from 0 to 16", v[len(v)-1])
+		}
+		if n > 0 && mode == "cluster" {
+			return nil, "", 0, bad("wait_replicas: not with Redis Cluster, where a pipeline spans several masters (see docs/redis.md)")
+		}
+		wait = n
+		q.Del("wait_replicas")
+	}
 	for _, h := range hosts[1:] {
 		q.Add("addr", h)
 	}
@@ -256,27 +283,27 @@ func newClient(raw string, timeout time.Duration) (goredis.UniversalClient, stri
 	case "sentinel":
 		o, err := goredis.ParseFailoverURL(one.String())
 		if err != nil {
-			return nil, "", bad("%v", err)
+			return nil, "", 0, bad("%v", err)
 		}
 		if o.MasterName == "" {
-			return nil, "", bad("Sentinel needs the master's name: add ?master_name=NAME")
+			return nil, "", 0, bad("Sentinel needs the master's name: add ?master_name=NAME")
 		}
 		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries)
-		return goredis.NewFailoverClient(o), where, nil
+		return goredis.NewFailoverClient(o), where, wait, nil
 	case "cluster":
 		o, err := goredis.ParseClusterURL(one.String())
 		if err != nil {
-			return nil, "", bad("%v", err)
+			return nil, "", 0, bad("%v", err)
 		}
 		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries)
-		return goredis.NewClusterClient(o), where, nil
+		return goredis.NewClusterClient(o), where, wait, nil
 	}
 	o, err := goredis.ParseURL(one.String())
 	if err != nil {
-		return nil, "", bad("%v", err)
+		return nil, "", 0, bad("%v", err)
 	}
 	timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries)
-	return goredis.NewClient(o), where, nil
+	return goredis.NewClient(o), where, wait, nil
 }
 
 // unavailable reports whether err means Redis cannot serve now (as
@@ -382,6 +409,11 @@ func (s *Store) healthLoop() {
 		}
 		if err := s.loadNets(); err != nil && unavailable(err) {
 			s.markDown(err)
+		}
+		// Writes put back after too few replicas confirmed them wait
+		// for no new write to be sent again.
+		if s.w.queued() > 0 {
+			s.w.kickWriter()
 		}
 	}
 }

@@ -87,11 +87,14 @@ func classOf(t *testing.T, s *Store, addr string) string {
 // the change channel. The cache TTL is an hour, so nothing else could
 // carry it.
 func TestChangesReachOtherMoat(t *testing.T) {
-	srv := redistest.Start(t)
+	changesReachOtherMoat(t, redistest.Start(t).URL(0))
+}
+
+func changesReachOtherMoat(t *testing.T, url string) {
 	prefix := newPrefix()
 	opt := Options{Prefix: prefix, CacheTTL: time.Hour, HealthInterval: time.Hour}
-	a := openOpt(t, srv.URL(0), opt)
-	b := openOpt(t, srv.URL(0), opt)
+	a := openOpt(t, url, opt)
+	b := openOpt(t, url, opt)
 
 	// a has looked at the bot and cached "nothing known".
 	if got := classOf(t, a, "192.0.2.7"); got != "none" {
@@ -126,10 +129,13 @@ func TestChangesReachOtherMoat(t *testing.T) {
 // Two moats updating one host at once never lose each other's writes: the
 // compare-and-set runs in Redis, not in either moat's cache.
 func TestUpdateHostAcrossMoats(t *testing.T) {
-	srv := redistest.Start(t)
+	updateHostAcrossMoats(t, redistest.Start(t).URL(0))
+}
+
+func updateHostAcrossMoats(t *testing.T, url string) {
 	opt := Options{Prefix: newPrefix(), CacheTTL: time.Hour, HealthInterval: time.Hour}
-	a := openOpt(t, srv.URL(0), opt)
-	b := openOpt(t, srv.URL(0), opt)
+	a := openOpt(t, url, opt)
+	b := openOpt(t, url, opt)
 	p := netip.MustParsePrefix("192.0.2.77/32")
 	const each = 25
 	done := make(chan error, 2)
@@ -283,22 +289,28 @@ func TestURLs(t *testing.T) {
 	for _, tc := range []struct {
 		url  string
 		kind string // "single", "failover", "cluster" or "" for an error
+		wait int    // replicas Flush waits for
 	}{
-		{"redis://127.0.0.1:6379/0", "single"},
-		{"redis://:secret@127.0.0.1:6379/2?dial_timeout=2s", "single"},
-		{"rediss://user:secret@redis.example.org:6380/0", "single"},
-		{"redis-sentinel://127.0.0.1:26379,127.0.0.2:26379/0?master_name=mymaster", "failover"},
-		{"rediss-sentinel://127.0.0.1:26379/0?master_name=mymaster&password=x", "failover"},
-		{"redis-cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002", "cluster"},
-		{"redis-sentinel://127.0.0.1:26379/0", ""}, // no master name
-		{"redis://127.0.0.1:6379,127.0.0.2:6379/0", ""},
-		{"redis://127.0.0.1:6379/0?no_such_option=1", ""},
-		{"memcached://127.0.0.1:11211", ""},
-		{"redis-replica://127.0.0.1:6379", ""},
-		{"redis://127.0.0.1:6379/notadb", ""},
-		{"redis://,/0", ""},
+		{"redis://127.0.0.1:6379/0", "single", 0},
+		{"redis://:secret@127.0.0.1:6379/2?dial_timeout=2s", "single", 0},
+		{"rediss://user:secret@redis.example.org:6380/0", "single", 0},
+		{"redis://127.0.0.1:6379/0?wait_replicas=2", "single", 2},
+		{"redis-sentinel://127.0.0.1:26379,127.0.0.2:26379/0?master_name=mymaster", "failover", 1},
+		{"redis-sentinel://127.0.0.1:26379/0?master_name=mymaster&wait_replicas=0", "failover", 0},
+		{"rediss-sentinel://127.0.0.1:26379/0?master_name=mymaster&password=x", "failover", 1},
+		{"redis-cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002", "cluster", 0},
+		{"redis-cluster://127.0.0.1:7000?wait_replicas=1", "", 0}, // a pipeline spans masters
+		{"redis-sentinel://127.0.0.1:26379/0?master_name=m&wait_replicas=-1", "", 0},
+		{"redis-sentinel://127.0.0.1:26379/0?master_name=m&wait_replicas=one", "", 0},
+		{"redis-sentinel://127.0.0.1:26379/0", "", 0}, // no master name
+		{"redis://127.0.0.1:6379,127.0.0.2:6379/0", "", 0},
+		{"redis://127.0.0.1:6379/0?no_such_option=1", "", 0},
+		{"memcached://127.0.0.1:11211", "", 0},
+		{"redis-replica://127.0.0.1:6379", "", 0},
+		{"redis://127.0.0.1:6379/notadb", "", 0},
+		{"redis://,/0", "", 0},
 	} {
-		c, _, err := newClient(tc.url, time.Second)
+		c, _, wait, err := newClient(tc.url, time.Second)
 		if tc.kind == "" {
 			if err == nil {
 				c.Close()
@@ -321,8 +333,8 @@ func TestURLs(t *testing.T) {
 				kind = "failover"
 			}
 		}
-		if kind != tc.kind {
-			t.Errorf("%s: got a %s client, want %s", tc.url, kind, tc.kind)
+		if kind != tc.kind || wait != tc.wait {
+			t.Errorf("%s: got a %s client waiting for %d replicas, want %s and %d", tc.url, kind, wait, tc.kind, tc.wait)
 		}
 		c.Close()
 	}

@@ -68,8 +68,9 @@ func (s *Store) UpdateHost(p netip.Prefix, fn func(store.Host, bool) (store.Host
 			time.Sleep(time.Duration(try) * time.Millisecond)
 		}
 		var (
-			res   store.Host
-			wrote bool
+			res       store.Host
+			wrote     bool
+			confirmed bool
 		)
 		err := s.rdb.Watch(ctx, func(tx *goredis.Tx) error {
 			now := s.clock.Now()
@@ -99,6 +100,9 @@ func (s *Store) UpdateHost(p netip.Prefix, fn func(store.Host, bool) (store.Host
 				return err
 			}
 			res, wrote = h, true
+			// WAIT on the transaction's own connection: it covers the
+			// write just made.
+			confirmed = s.wait == 0 || s.shortOf(tx.Do(ctx, "wait", s.wait, s.waitTimeout().Milliseconds()), nil) == nil
 			return nil
 		}, k)
 		if errors.Is(err, goredis.TxFailedErr) {
@@ -113,6 +117,15 @@ func (s *Store) UpdateHost(p netip.Prefix, fn func(store.Host, bool) (store.Host
 		s.hosts.write(p, res, true, s.epoch.Load())
 		if isNet(p) {
 			s.setNet(p, true)
+		}
+		if !confirmed {
+			// Too few replicas have it: the writer sends it again
+			// until they do, and the caller's Flush waits for that.
+			// The queued write also carries the indexes and the
+			// change message.
+			s.enqueue(k, &write{key: k, val: encodeHost(res), exp: res.Expires, index: s.k.hosts(),
+				member: p.String(), prefix: p, hostOp: true, netOp: isNet(p)})
+			return res, true, nil
 		}
 		// The listing indexes and the change message. A listing that
 		// misses them for a moment, or a moat that hears late, costs

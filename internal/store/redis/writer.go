@@ -9,6 +9,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"moat/internal/store"
 )
 
 // write is one queued change of one Redis key (or one trap address). A
@@ -36,7 +38,8 @@ type writer struct {
 	inCount  map[string]int64
 	seq      uint64 // writes accepted so far
 	done     uint64 // writes acknowledged by Redis (or dropped, see commit)
-	failed   uint64 // highest seq of a batch that failed for an outage
+	failed   uint64 // highest seq of a batch that failed for an outage or too few replicas
+	failWhy  error  // why that batch failed, for Flush to say
 	closing  bool
 	changed  chan struct{} // closed and replaced when done or failed move
 
@@ -131,7 +134,11 @@ func (s *Store) Flush(ctx context.Context) error {
 		}
 		if w.failed >= target || s.down.Load() {
 			n := len(w.queue) + len(w.counters) + len(w.inflight)
+			why := w.failWhy
 			w.mu.Unlock()
+			if why != nil && !s.down.Load() {
+				return fmt.Errorf("%w: redis %s: %v (%d writes wait to be sent again)", store.ErrUnavailable, s.where, why, n)
+			}
 			return s.errUnavailable(fmt.Errorf("%d writes wait for it", n))
 		}
 		ch := w.changed
@@ -239,7 +246,16 @@ func (s *Store) commit() bool {
 		// of a change and asks Redis finds it.
 		pipe.Publish(ctx, s.k.events(), s.node+events.String())
 	}
+	// WAIT, last on the same connection, returns once that many
+	// replicas have every write above (and everything before it). The
+	// whole pipeline is read within the request timeout, so the
+	// replicas get half of it.
+	var wait *goredis.Cmd
+	if s.wait > 0 {
+		wait = pipe.Do(ctx, "wait", s.wait, s.waitTimeout().Milliseconds())
+	}
 	_, err := pipe.Exec(ctx)
+	short := s.shortOf(wait, err)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -254,12 +270,27 @@ func (s *Store) commit() bool {
 		for name, d := range counters {
 			w.counters[name] += d
 		}
-		w.failed = upto
+		w.failed, w.failWhy = upto, nil
 		close(w.changed)
 		w.changed = make(chan struct{})
 		w.mu.Unlock()
 		s.fail(err)
 		w.mu.Lock()
+		return false
+	}
+	if short != nil {
+		// The master took the batch, too few replicas have it: a
+		// failover now would lose it. Send it again until they do
+		// (the same values again change nothing), except the counter
+		// increments, which would count twice, and are statistics.
+		for k, wr := range batch {
+			if _, newer := w.queue[k]; !newer {
+				w.queue[k] = wr
+			}
+		}
+		w.failed, w.failWhy = upto, short
+		close(w.changed)
+		w.changed = make(chan struct{})
 		return false
 	}
 	if err != nil {
@@ -325,3 +356,28 @@ func (w *writer) close(s *Store) error {
 	w.mu.Unlock()
 	return w.finalErr
 }
+
+// shortOf reports, once a pipeline ending in WAIT has run without error,
+// whether fewer replicas than s.wait confirmed it, logging the first
+// shortfall and the first full confirmation after one.
+func (s *Store) shortOf(wait *goredis.Cmd, err error) error {
+	if wait == nil || err != nil {
+		return nil
+	}
+	if got, _ := wait.Int64(); got < int64(s.wait) {
+		why := fmt.Errorf("written to the master, but %d of %d replicas confirmed it within %v", got, s.wait, s.waitTimeout())
+		if s.short.CompareAndSwap(false, true) {
+			s.log.Error("redis: "+why.Error()+": sending it again until they do; durable writes (operator commands, trap hits) fail meanwhile; wait_replicas=0 in the store URL accepts Redis's asynchronous replication instead",
+				"redis", s.where)
+		}
+		return why
+	}
+	if s.short.CompareAndSwap(true, false) {
+		s.log.Info("redis: replicas confirm writes again", "redis", s.where, "replicas", s.wait)
+	}
+	return nil
+}
+
+// waitTimeout is how long a WAIT gives the replicas: half the request
+// timeout, so that the request still ends within it.
+func (s *Store) waitTimeout() time.Duration { return max(s.opt.Timeout/2, time.Millisecond) }

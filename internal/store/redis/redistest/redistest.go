@@ -20,12 +20,17 @@ import (
 type Server struct {
 	Addr string
 	dir  string
+	args []string // before the common ones: a config file, --sentinel, --replicaof…
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
 // Start starts redis-server and stops it when the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return start(t, nil) }
+
+// start starts redis-server with args before the common ones; args may
+// name the file "{{dir}}/…", the server's own directory.
+func start(t testing.TB, args func(srv *Server) []string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: install the Debian package redis-server (test/run.sh does)")
@@ -37,9 +42,18 @@ func Start(t testing.TB) *Server {
 	}
 	srv.Addr = l.Addr().String()
 	l.Close()
+	if args != nil {
+		srv.args = args(srv)
+	}
 	srv.Restart(t)
 	t.Cleanup(func() { srv.Stop(t) })
 	return srv
+}
+
+// Port is the server's port.
+func (srv *Server) Port() string {
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	return port
 }
 
 // URL is the server's redis:// URL for database db.
@@ -49,9 +63,9 @@ func (srv *Server) URL(db int) string { return fmt.Sprintf("redis://%s/%d", srv.
 // and waits until it answers.
 func (srv *Server) Restart(t testing.TB) {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(srv.Addr)
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+	args := append(append([]string{}, srv.args...), "--port", srv.Port(), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", srv.dir, "--logfile", srv.dir+"/redis.log", "--daemonize", "no")
+	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
@@ -80,6 +94,29 @@ func (srv *Server) Restart(t testing.TB) {
 			t.Fatalf("redis-server does not answer on %s after 10s", srv.Addr)
 		}
 	}
+}
+
+// Pause stops the server's process (SIGSTOP) until Resume: it holds its
+// connections but answers nothing, as a hung machine would.
+func (srv *Server) Pause(t testing.TB) {
+	t.Helper()
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Resume undoes Pause.
+func (srv *Server) Resume(t testing.TB) {
+	t.Helper()
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Log is what the server wrote to its log file.
+func (srv *Server) Log() string {
+	b, _ := os.ReadFile(srv.dir + "/redis.log")
+	return string(b)
 }
 
 // Stop kills redis-server by its PID and waits for it to be gone.
