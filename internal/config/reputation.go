@@ -107,7 +107,7 @@ func (r Reputation) validate() error {
 		return fmt.Errorf("config: reputation.net_prefix_v6: %d: want 16..128 (default 48)", r.NetPrefixV6)
 	}
 	if r.ASNThreshold > 0 && r.ASNDB == "" {
-		return fmt.Errorf("config: reputation.asn_threshold needs reputation.asn_db, an ip2asn TSV file")
+		return fmt.Errorf("config: reputation.asn_threshold needs reputation.asn_db, an ip2asn TSV or an MMDB file such as GeoLite2-ASN")
 	}
 	for _, kv := range []struct {
 		key string

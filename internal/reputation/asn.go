@@ -2,6 +2,7 @@ package reputation
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/netip"
@@ -25,10 +26,11 @@ func (a ASN) String() string { return "AS" + strconv.FormatUint(uint64(a.Number)
 //
 //	range_start	range_end	AS_number	country_code	AS_description
 //
-// Rows with AS number 0 ("Not routed") are skipped. MMDB files are not
-// read; convert them to this format.
+// Rows with AS number 0 ("Not routed") are skipped. It also reads ASN
+// databases in the MaxMind DB format (asn_mmdb.go).
 type ASNTable struct {
 	ranges []asnRange // sorted by start, not overlapping
+	mmdb   *mmdbASN   // instead of ranges, for an MMDB file
 }
 
 type asnRange struct {
@@ -36,14 +38,22 @@ type asnRange struct {
 	asn        ASN
 }
 
-// LoadASN reads an ip2asn TSV file.
+// LoadASN reads an ip2asn TSV file or an MMDB file, whichever the file
+// holds.
 func LoadASN(path string) (*ASNTable, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	t, err := ParseASN(f)
+	var t *ASNTable
+	if isMMDB(b) {
+		var m *mmdbASN
+		if m, err = parseMMDB(b); err == nil {
+			t = &ASNTable{mmdb: m}
+		}
+	} else {
+		t, err = ParseASN(bytes.NewReader(b))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -91,10 +101,13 @@ func ParseASN(r io.Reader) (*ASNTable, error) {
 	return t, nil
 }
 
-// Len is the number of routed ranges.
+// Len is the number of routed ranges (networks, in an MMDB file).
 func (t *ASNTable) Len() int {
-	if t == nil {
+	switch {
+	case t == nil:
 		return 0
+	case t.mmdb != nil:
+		return t.mmdb.networks
 	}
 	return len(t.ranges)
 }
@@ -105,6 +118,9 @@ func (t *ASNTable) Lookup(addr netip.Addr) (ASN, bool) {
 		return ASN{}, false
 	}
 	addr = addr.Unmap()
+	if t.mmdb != nil {
+		return t.mmdb.lookup(addr)
+	}
 	// The last range that starts at or before addr is the only one that
 	// can hold it.
 	i := sort.Search(len(t.ranges), func(i int) bool { return addr.Less(t.ranges[i].start) }) - 1
