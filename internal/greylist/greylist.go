@@ -176,3 +176,45 @@ func foldDigits(s string) string {
 	}
 	return b.String()
 }
+
+// Import merges an attempt carried over from another greylister (spamd,
+// postgrey) into what the greylist remembers of the triplet (client,
+// sender, rcpt); sender and rcpt are normalised addresses, as for Check.
+// The earliest first sight, the latest attempt, the most attempts and the
+// latest expiry stand, so importing a file twice, or the files of two
+// greylisters, loses nothing. An attempt without an expiry gets the
+// greylist's own: the retry window after its first sight when it was
+// never retried after MinRetry, PassTTL after its last attempt when it
+// was. Import reports false, storing nothing, when that expiry has passed.
+func (g *Greylist) Import(client netip.Addr, sender, rcpt string, a store.Attempt) (bool, error) {
+	t := g.Triplet(client, sender, rcpt)
+	if a.Last.Before(a.First) {
+		a.Last = a.First
+	}
+	if a.Expires.IsZero() {
+		a.Expires = a.First.Add(g.cfg.RetryWindow)
+		if a.Last.Sub(a.First) >= g.cfg.MinRetry && a.Last.After(a.First) {
+			a.Expires = a.Last.Add(g.cfg.PassTTL)
+		}
+	}
+	if !a.Expires.After(g.clock.Now()) {
+		return false, nil
+	}
+	old, ok, err := g.st.Triplet(t)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		if old.First.Before(a.First) {
+			a.First = old.First
+		}
+		if old.Last.After(a.Last) {
+			a.Last = old.Last
+		}
+		a.Count = max(a.Count, old.Count)
+		if old.Expires.After(a.Expires) {
+			a.Expires = old.Expires
+		}
+	}
+	return true, g.st.PutTriplet(t, a)
+}
