@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"moat/internal/admin"
+	"moat/internal/migrate"
 )
 
 // exportCmd and importCmd move all of moat's state between stores (bolt
@@ -73,11 +75,15 @@ func exportCmd(cfgPath *string) *cobra.Command {
 
 func importCmd(cfgPath *string) *cobra.Command {
 	op := operator{cfgPath: cfgPath}
-	return &cobra.Command{
+	var opt migrate.Options
+	cmd := &cobra.Command{
 		Use:   "import FILE|-",
-		Short: "store the state in an export file (from FILE or standard input), replacing entries with the same keys",
+		Short: "store the state in an export file (from FILE or standard input), replacing entries with the same keys; with --from, what spamd or postgrey knows",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if opt.Format != "moat" {
+				return importFrom(c, op, opt, args[0])
+			}
 			var in io.Reader = c.InOrStdin()
 			var size int64
 			if args[0] != "-" {
@@ -102,6 +108,54 @@ func importCmd(cfgPath *string) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&opt.Format, "from", "moat", "what FILE holds: moat (a moat export), spamdb (what OpenBSD's spamdb prints) or postgrey (db_dump -p of postgrey.db or postgrey_clients.db)")
+	cmd.Flags().IntVar(&opt.AWL, "postgrey-awl", 5, "postgrey's --auto-whitelist-clients: passes that make a client in postgrey_clients.db white")
+	return cmd
+}
+
+// importFrom carries another greylister's file over. The whole file is
+// read once before anything is stored, so that a bad line changes
+// nothing; standard input is kept in a temporary file for that.
+func importFrom(c *cobra.Command, op operator, opt migrate.Options, name string) error {
+	if err := opt.Check(); err != nil {
+		return err
+	}
+	f, err := os.Open(name)
+	if name == "-" {
+		f, err = os.CreateTemp("", "moat-import-*")
+		if err == nil {
+			defer os.Remove(f.Name())
+			if _, err = io.Copy(f, c.InOrStdin()); err == nil {
+				_, err = f.Seek(0, io.SeekStart)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer f.Close()
+	if _, err := migrate.Check(bufio.NewReader(f), opt, time.Now()); err != nil {
+		return fmt.Errorf("%w (nothing imported)", err)
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	bar := newProgress("import", size)
+	var n migrate.Counts
+	err = op.do("POST", "/v1/import?"+admin.MigrateQuery(opt), &byteCounter{r: f, bar: bar}, &n)
+	bar.done()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.OutOrStdout(), "imported from %s: %v\n", opt.Format, n)
+	for _, note := range n.Notes {
+		fmt.Fprintf(c.OutOrStdout(), "  %s\n", note)
+	}
+	return nil
 }
 
 // lineCounter counts the lines written through it and notes whether the

@@ -9,8 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"strconv"
 	"time"
 
+	"moat/internal/migrate"
 	"moat/internal/store"
 )
 
@@ -252,7 +255,9 @@ func Import(st store.Store, r io.Reader) (Counts, error) {
 }
 
 // exportRoutes adds GET /v1/export (the export file, streamed) and POST
-// /v1/import (an export file as the body; the answer is its Counts).
+// /v1/import (an export file as the body; the answer is its Counts; with
+// ?from=spamdb or ?from=postgrey, another greylister's file, and the
+// answer is migrate.Counts).
 func (s *Service) exportRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/export", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
@@ -261,9 +266,44 @@ func (s *Service) exportRoutes(mux *http.ServeMux) {
 		Export(s.Eng.Store(), w)
 	})
 	mux.HandleFunc("POST /v1/import", func(w http.ResponseWriter, r *http.Request) {
+		if opt, ok, err := MigrateOptions(r.URL.Query()); ok || err != nil {
+			var n migrate.Counts
+			if err == nil {
+				n, err = migrate.Import(s.Eng, r.Body, opt)
+			}
+			if err != nil {
+				err = badRequest{err}
+			}
+			reply(w, n, err)
+			return
+		}
 		n, err := Import(s.Eng.Store(), r.Body)
 		reply(w, n, err)
 	})
+}
+
+// MigrateOptions reads the query of an import from another greylister
+// (from=spamdb|postgrey, awl=N); ok is false for moat's own export files.
+func MigrateOptions(q url.Values) (opt migrate.Options, ok bool, err error) {
+	opt.Format = q.Get("from")
+	if opt.Format == "" || opt.Format == "moat" {
+		return opt, false, nil
+	}
+	if a := q.Get("awl"); a != "" {
+		if opt.AWL, err = strconv.Atoi(a); err != nil || opt.AWL < 1 {
+			return opt, true, fmt.Errorf("import: awl=%q: want a number of passes, at least 1", a)
+		}
+	}
+	return opt, true, opt.Check()
+}
+
+// MigrateQuery is the query MigrateOptions reads.
+func MigrateQuery(opt migrate.Options) string {
+	q := url.Values{"from": {opt.Format}}
+	if opt.AWL > 0 {
+		q.Set("awl", strconv.Itoa(opt.AWL))
+	}
+	return q.Encode()
 }
 
 // sourceName leaves an unknown source out of the export line.
