@@ -64,7 +64,9 @@ func TestSentinelFailover(t *testing.T) {
 	opt := Options{Prefix: prefix, HealthInterval: 100 * time.Millisecond}
 	a, b := openOpt(t, url, opt), openOpt(t, url, opt)
 	ctx := context.Background()
-	p := func(i int) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32) }
+	p := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+	}
 	host := func(i int, who string) store.Host {
 		return store.Host{Prefix: p(i), Class: store.Black, Source: store.SourceTrap, Reason: who}
 	}
