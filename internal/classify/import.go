@@ -72,5 +72,6 @@ func (e *Engine) Import(h store.Host) (Carried, error) {
 	if !existed || old.Class != h.Class {
 		e.record(h.Prefix, Event{At: now, Class: h.Class.String(), Reason: h.Reason})
 	}
+	e.notify(h.Prefix)
 	return Stored, nil
 }

@@ -103,8 +103,13 @@ func rcpt(t *testing.T, eng *classify.Engine, client, sender, to string) classif
 
 func TestSpamdb(t *testing.T) {
 	eng, st := engine(t)
+	var heard []netip.Prefix // what the kernel bypass would hear of
+	eng.OnChange(func(p netip.Prefix) { heard = append(heard, p) })
 	_, now := sample(t, "spamdb.txt")
 	n := importFile(t, eng, "spamdb.txt", Options{Format: "spamdb"})
+	if len(heard) != 3 {
+		t.Errorf("the change hook heard of %v, want the 3 hosts stored", heard)
+	}
 	want := Counts{White: 2, Black: 1, Traps: 2, Triplets: 2, Expired: 2, Skipped: 3}
 	if numbers(n) != numbers(want) || len(n.Notes) != 3 {
 		t.Errorf("counts %v, want %v", n, want)
