@@ -109,15 +109,16 @@ type TLS struct {
 
 // Limits is the [limits] table: bounds on what one client may cost.
 type Limits struct {
-	MaxConns       int      `toml:"max_conns"`
-	MaxConnsPerIP  int      `toml:"max_conns_per_ip"`
-	MaxRcpts       int      `toml:"max_rcpts"`
-	MaxMessageSize Size     `toml:"max_message_size"`
-	MaxCommands    int      `toml:"max_commands"`
-	MaxErrors      int      `toml:"max_errors"`
-	IdleTimeout    Duration `toml:"idle_timeout"`
-	DataTimeout    Duration `toml:"data_timeout"`
-	BackendTimeout Duration `toml:"backend_timeout"`
+	MaxConns        int      `toml:"max_conns"`
+	MaxConnsPerIP   int      `toml:"max_conns_per_ip"`
+	MaxRcpts        int      `toml:"max_rcpts"`
+	MaxMessageSize  Size     `toml:"max_message_size"`
+	MaxCommands     int      `toml:"max_commands"`
+	MaxErrors       int      `toml:"max_errors"`
+	IdleTimeout     Duration `toml:"idle_timeout"`
+	DataTimeout     Duration `toml:"data_timeout"`      // per read of a message's data
+	DataDoneTimeout Duration `toml:"data_done_timeout"` // for the backend's reply after the end of data
+	BackendTimeout  Duration `toml:"backend_timeout"`
 }
 
 // Admin is the [admin] table.
@@ -158,15 +159,16 @@ func Default() *Config {
 			IdleTimeout: Duration{5 * time.Minute},
 		},
 		Limits: Limits{
-			MaxConns:       19000,
-			MaxConnsPerIP:  50,
-			MaxRcpts:       100,
-			MaxMessageSize: 50 << 20,
-			MaxCommands:    1000,
-			MaxErrors:      10,
-			IdleTimeout:    Duration{5 * time.Minute},
-			DataTimeout:    Duration{10 * time.Minute},
-			BackendTimeout: Duration{5 * time.Minute},
+			MaxConns:        19000,
+			MaxConnsPerIP:   50,
+			MaxRcpts:        100,
+			MaxMessageSize:  50 << 20,
+			MaxCommands:     1000,
+			MaxErrors:       10,
+			IdleTimeout:     Duration{5 * time.Minute},
+			DataTimeout:     Duration{3 * time.Minute},
+			DataDoneTimeout: Duration{10 * time.Minute},
+			BackendTimeout:  Duration{5 * time.Minute},
 		},
 		Traps:      Traps{MinHosts: 3, Auto: "suggest"},
 		Bait:       Bait{Count: 3},

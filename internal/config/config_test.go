@@ -67,6 +67,7 @@ max_commands = 200
 max_errors = 5
 idle_timeout = "4m"
 data_timeout = "8m"
+data_done_timeout = "12m"
 backend_timeout = "3m"
 
 [admin]
@@ -131,7 +132,8 @@ func TestLoadDefaults(t *testing.T) {
 		{"limits.max_commands", c.Limits.MaxCommands, 1000},
 		{"limits.max_errors", c.Limits.MaxErrors, 10},
 		{"limits.idle_timeout", c.Limits.IdleTimeout.Duration, 5 * time.Minute},
-		{"limits.data_timeout", c.Limits.DataTimeout.Duration, 10 * time.Minute},
+		{"limits.data_timeout", c.Limits.DataTimeout.Duration, 3 * time.Minute},
+		{"limits.data_done_timeout", c.Limits.DataDoneTimeout.Duration, 10 * time.Minute},
 		{"limits.backend_timeout", c.Limits.BackendTimeout.Duration, 5 * time.Minute},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "json"},
@@ -249,15 +251,16 @@ func TestParseSample(t *testing.T) {
 		},
 		TLS: TLS{Cert: "/etc/moat/cert.pem", Key: "/etc/moat/key.pem"},
 		Limits: Limits{
-			MaxConns:       2000,
-			MaxConnsPerIP:  20,
-			MaxRcpts:       50,
-			MaxMessageSize: 1 << 20,
-			MaxCommands:    200,
-			MaxErrors:      5,
-			IdleTimeout:    dur(4 * time.Minute),
-			DataTimeout:    dur(8 * time.Minute),
-			BackendTimeout: dur(3 * time.Minute),
+			MaxConns:        2000,
+			MaxConnsPerIP:   20,
+			MaxRcpts:        50,
+			MaxMessageSize:  1 << 20,
+			MaxCommands:     200,
+			MaxErrors:       5,
+			IdleTimeout:     dur(4 * time.Minute),
+			DataTimeout:     dur(8 * time.Minute),
+			DataDoneTimeout: dur(12 * time.Minute),
+			BackendTimeout:  dur(3 * time.Minute),
 		},
 		Admin: Admin{Socket: "/run/moat/admin.sock"},
 		Log:   Log{Level: "debug", Format: "text"},
@@ -340,6 +343,7 @@ func TestParseErrors(t *testing.T) {
 		{"limits zero", "[limits]\nmax_errors = 0", []string{"limits.max_errors"}},
 		{"limits negative", "[limits]\nmax_conns_per_ip = -1", []string{"limits.max_conns_per_ip"}},
 		{"data_timeout zero", "[limits]\ndata_timeout = \"0s\"", []string{"limits.data_timeout"}},
+		{"data_done_timeout zero", "[limits]\ndata_done_timeout = \"0s\"", []string{"limits.data_done_timeout"}},
 		{"trap without domain", "[traps]\naddresses = [\"trap\"]", []string{"traps.addresses[0]", `"trap"`}},
 		{"TOML syntax", "listen = ", []string{"line 1"}},
 		{"traps domain with @", "[traps]\ndomains = [\"@example.org\"]", []string{"traps.domains[0]", `"@example.org"`}},

@@ -103,6 +103,7 @@ func (c *Config) validate() error {
 	}{
 		{"limits.idle_timeout", l.IdleTimeout.Duration},
 		{"limits.data_timeout", l.DataTimeout.Duration},
+		{"limits.data_done_timeout", l.DataDoneTimeout.Duration},
 		{"limits.backend_timeout", l.BackendTimeout.Duration},
 		{"tarpit.max_duration", t.MaxDuration.Duration},
 		{"tarpit.idle_timeout", t.IdleTimeout.Duration},

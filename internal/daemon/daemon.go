@@ -28,6 +28,7 @@ import (
 	"moat/internal/relay"
 	"moat/internal/reputation"
 	"moat/internal/server"
+	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/tarpit"
 	"moat/internal/traps"
@@ -82,18 +83,22 @@ func New(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if d.Miner, err = newMiner(cfg, d.Engine, d.Dialer, log); err != nil {
 		return nil, err
 	}
+	// The grey dialog and the tarpit speak the same words.
+	words := smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
 	d.Dialog = &dialog.Config{
-		Hostname:       cfg.Hostname,
-		GreetDelay:     cfg.Greylist.GreetDelay.Duration,
-		MaxRcpts:       cfg.Limits.MaxRcpts,
-		MaxCommands:    cfg.Limits.MaxCommands,
-		MaxErrors:      cfg.Limits.MaxErrors,
-		MaxMessageSize: int64(cfg.Limits.MaxMessageSize),
-		IdleTimeout:    cfg.Limits.IdleTimeout.Duration,
-		DataTimeout:    cfg.Limits.DataTimeout.Duration,
-		BackendTimeout: cfg.Limits.BackendTimeout.Duration,
-		TLS:            tlsCfg,
-		Hooks:          dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt},
+		Words:           words,
+		GreetDelay:      cfg.Greylist.GreetDelay.Duration,
+		MaxRcpts:        cfg.Limits.MaxRcpts,
+		MaxCommands:     cfg.Limits.MaxCommands,
+		MaxErrors:       cfg.Limits.MaxErrors,
+		MaxMessageSize:  int64(cfg.Limits.MaxMessageSize),
+		IdleTimeout:     cfg.Limits.IdleTimeout.Duration,
+		DataTimeout:     cfg.Limits.DataTimeout.Duration,
+		DataDoneTimeout: cfg.Limits.DataDoneTimeout.Duration,
+		BackendTimeout:  cfg.Limits.BackendTimeout.Duration,
+		TLS:             tlsCfg,
+		BackendTLS:      backendTLS(cfg.Backend),
+		Hooks:           dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt},
 	}
 	d.Server = server.New(server.Config{
 		Hostname:       cfg.Hostname,
@@ -102,7 +107,10 @@ func New(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		TrustedProxies: cfg.TrustedProxies.Nets(),
 	}, d.Engine, d.Dialer, d.Dialog, log)
 	if d.Tarpit, err = tarpit.New(tarpit.Config{
-		Hostname:    cfg.Hostname,
+		Words:       words,
+		MaxErrors:   cfg.Limits.MaxErrors,
+		MaxCommands: cfg.Limits.MaxCommands,
+		MaxRcpts:    cfg.Limits.MaxRcpts,
 		Stutter:     cfg.Tarpit.Stutter.Duration,
 		MaxConns:    cfg.Tarpit.MaxConns,
 		MaxBytes:    int64(cfg.Tarpit.MaxBytes),
@@ -129,6 +137,41 @@ func loadTLS(cfg *config.Config) (*tls.Config, error) {
 		return nil, fmt.Errorf("config: tls.cert/tls.key: %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// backendTLS is the TLS moat uses for STARTTLS to the backend, which it
+// does only when the client spoke TLS with moat and the backend is on
+// another machine. Like MTAs among themselves (Postfix's "may" level), it
+// is opportunistic: the backend's certificate is not checked, since a
+// backend behind moat rarely has one a public authority signed, and
+// refusing to hand over would only hold mail back; what it protects
+// against is reading on the wire.
+func backendTLS(backend string) *tls.Config {
+	host, _, err := net.SplitHostPort(backend)
+	if err != nil {
+		host = backend
+	}
+	return &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+}
+
+// watchBackend reads the backend's EHLO now, before moat listens (a slow
+// backend holds the start a few seconds at most), then periodically;
+// hand-offs read it too. What grey hosts are offered, and the tarpit's
+// EHLO with it, follows.
+func (d *Daemon) watchBackend(ctx context.Context) {
+	report := func(ext smtp.Extensions, changed bool, err error) {
+		switch {
+		case err != nil:
+			d.Log.Warn("backend: cannot read its EHLO; grey hosts are offered what they were", "backend", d.Config.Backend, "err", err.Error())
+		case changed:
+			d.Log.Info("backend: extensions changed", "backend", d.Config.Backend, "size", ext.Size, "8bitmime", ext.EightBit,
+				"smtputf8", ext.SMTPUTF8, "dsn", ext.DSN, "starttls", ext.StartTLS)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	report(dialog.Probe(pctx, d.Dialog, d.Dialer))
+	cancel()
+	go dialog.Watch(ctx, d.Dialog, d.Dialer, report)
 }
 
 // Run opens the listeners (the admin socket first: it refuses to start a
@@ -163,6 +206,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go reloadDrop(ctx, d.Drop, d.Log)
 	}
 	go d.Engine.Traps().Watch(ctx, trapReload, d.Log)
+	d.watchBackend(ctx)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

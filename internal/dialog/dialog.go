@@ -1,25 +1,37 @@
 // Package dialog speaks SMTP with grey hosts: the ones moat does not know.
 //
-// A grey session waits out the greet delay (a client that talks first is an
-// early talker and goes to the tarpit), then answers every RCPT with the
-// same 451 4.7.1 until the greylist says the retry qualifies. At that moment
-// the live session is handed to the real mail server: moat connects with a
-// PROXY header, replays EHLO, MAIL and the RCPT, and from then on forwards
-// each command and gives the client the backend's own reply. DATA is read
-// with the strict reader (only CRLF.CRLF ends a message) and streamed to the
-// backend; the client's final reply is always the backend's, so moat never
-// says 250 for a message the backend did not take.
+// A grey session is one command loop from the banner to QUIT, whose every
+// command goes through the same policy, in phases:
 //
-// A session must never relay for a black host: when a trap is named, the
-// session moves to the tarpit, which has no way to the backend.
+//   - greeting (greeting.go): the greet delay (a client that talks first is
+//     an early talker and goes to the tarpit), the banner, EHLO and
+//     STARTTLS;
+//   - envelope (envelope.go): at every MAIL and RCPT the host's class is
+//     read again, traps are checked and the limits applied; a RCPT is
+//     answered 451 4.7.1 until the greylist says the retry qualifies;
+//   - backend attached (backend.go): from the RCPT that passed on, the real
+//     mail server takes part in the session. moat keeps parsing the client,
+//     writes every command it sends to the backend itself from what it
+//     parsed (never the client's line) and passes the backend's replies
+//     back, turning every backend problem into a 4xx. When the backend
+//     refuses or drops, the next command that needs it dials again and
+//     replays EHLO, MAIL and the recipients already accepted;
+//   - data (data.go): the strict reader (only CRLF.CRLF ends a message)
+//     streams the message to the backend; the client's last reply is the
+//     backend's, so moat never says 250 for a message the backend did not
+//     take, and only then does the host become white.
+//
+// A session must never relay for a black host: whenever the host is black,
+// by a trap named here, by another connection or by the operator, the
+// session moves to the tarpit on the spot, which has no way to the
+// backend, and the backend's side of the session is reset and closed with
+// nothing delivered.
 package dialog
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -28,30 +40,34 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/smtp"
-	"moat/internal/store"
 	"moat/internal/tarpit"
 )
 
 // Config bounds and describes a grey session.
 type Config struct {
-	Hostname       string
-	GreetDelay     time.Duration
-	MaxRcpts       int
-	MaxCommands    int
-	MaxErrors      int
-	MaxMessageSize int64
-	IdleTimeout    time.Duration
-	DataTimeout    time.Duration
-	BackendTimeout time.Duration
-	TLS            *tls.Config // nil: STARTTLS is not offered
-	Hooks          Hooks
+	Words           *smtp.Words // the replies, shared with the tarpit
+	GreetDelay      time.Duration
+	MaxRcpts        int // recipients per transaction
+	MaxCommands     int
+	MaxErrors       int
+	MaxMessageSize  int64
+	IdleTimeout     time.Duration // wait for a command, and for a write to the client
+	DataTimeout     time.Duration // wait for each read of a message's data (RFC 5321 4.5.3.2.5)
+	DataDoneTimeout time.Duration // wait for the backend's reply after the end of data (4.5.3.2.6)
+	BackendTimeout  time.Duration // wait for the backend to answer anything else
+	TLS             *tls.Config   // nil: STARTTLS is not offered
+	// BackendTLS is used for STARTTLS to the backend, when the client spoke
+	// TLS with moat, the backend offers it and is not on this machine's
+	// loopback; nil: never.
+	BackendTLS *tls.Config
+	Hooks      Hooks
 }
 
 // Hooks let other parts of moat learn from sessions. Nil funcs are skipped;
 // they must not block.
 type Hooks struct {
-	// BackendRcpt is called with the backend's reply to each RCPT of a
-	// handed-off session (550 5.1.1 marks an unknown recipient).
+	// BackendRcpt is called with the backend's reply to each RCPT of an
+	// attached session (550 5.1.1 marks an unknown recipient).
 	BackendRcpt func(client netip.Addr, rcpt string, r smtp.Reply)
 }
 
@@ -60,55 +76,10 @@ type Tarpit interface {
 	Hold(conn net.Conn, client netip.Addr, s tarpit.Start) bool
 }
 
-// Backend dials the real mail server on behalf of a client.
+// Backend dials the real mail server on behalf of a client; clientTLS is
+// the client's TLS with moat, nil for none.
 type Backend interface {
-	Dial(ctx context.Context, remote, local net.Addr) (net.Conn, error)
-}
-
-// Result says how a session ended, for the session's log line.
-type Result struct {
-	Verdict   string // early-talker, trap, greylisted, passed, quit, closed, timeout, error, …
-	Reason    string
-	Helo      string
-	Sender    string
-	Rcpts     int   // RCPT commands seen
-	Deferred  int   // RCPTs answered 451 by the greylist
-	Messages  int   // messages the backend accepted
-	BytesIn   int64 // from the client
-	BytesOut  int64 // to the client
-	TLS       bool
-	Tarpitted bool // the connection now belongs to the tarpit
-	HandedOff bool // the session was passed to the backend
-}
-
-const (
-	replyGreylisted = "451 4.7.1 Greylisted, please try again later\r\n"
-	replyTempFail   = "451 4.3.0 Temporary failure, please try again later\r\n"
-	replyMailOK     = "250 2.1.0 Ok\r\n"
-)
-
-// session is one grey SMTP session.
-type session struct {
-	ctx    context.Context
-	cfg    *Config
-	eng    *classify.Engine
-	tp     Tarpit
-	be     Backend
-	client netip.Addr
-	peer   Peer
-	raw    net.Conn // the TCP connection
-	conn   net.Conn // raw or its TLS layer
-	cin    *countReader
-	r      *smtp.Reader
-	res    Result
-
-	helo     string
-	ehlo     bool
-	inMail   bool
-	sender   string // normalised
-	rawMail  string // the MAIL arguments to replay: "<addr> SIZE=…"
-	commands int
-	errors   int
+	DialTLS(ctx context.Context, remote, local net.Addr, clientTLS *tls.ConnectionState) (net.Conn, error)
 }
 
 // Peer says who is at the other end of a connection. Behind a trusted load
@@ -123,103 +94,173 @@ type Peer struct {
 	Listed <-chan classify.Verdict
 }
 
+// Result says how a session ended, for the server's dispatch and the
+// session's log line.
+type Result struct {
+	Verdict    Verdict
+	Reason     string
+	Helo       string
+	Sender     string
+	Rcpts      int   // RCPT commands seen
+	Deferred   int   // RCPTs answered 451 by the greylist
+	Messages   int   // messages the backend accepted
+	BytesIn    int64 // from the client
+	BytesOut   int64 // to the client
+	TLS        bool
+	Tarpitted  bool // the connection now belongs to the tarpit
+	TarpitFull bool // the session was for the tarpit, which had no room: closed
+	HandedOff  bool // a RCPT passed: the backend took part in the session
+}
+
+// session is one grey SMTP session.
+type session struct {
+	ctx    context.Context
+	cfg    *Config
+	words  *smtp.Words
+	eng    *classify.Engine
+	tp     Tarpit
+	be     Backend
+	client netip.Addr
+	peer   Peer
+	raw    net.Conn // the TCP connection
+	conn   net.Conn // raw or its TLS layer
+	in     *clientReader
+	r      *smtp.Reader
+	res    Result
+
+	helo       string
+	ehlo       bool
+	offer      *smtp.Offer          // what this session's EHLO offered; nil after HELO
+	tls        *tls.ConnectionState // the client's TLS, once STARTTLS is done
+	tx         *transaction         // the mail transaction; nil outside one
+	passed     bool                 // a RCPT passed: the backend is attached to the session
+	passReason string               // why it passed
+	backend    *backendConn         // the connection to the backend, while there is one
+	commands   int
+	errors     int
+}
+
+// transaction is one mail transaction, as the client sent it and as the
+// backend has it.
+type transaction struct {
+	from   string // the reverse-path as sent, between the brackets
+	sender string // normalised, "" for <>
+	params smtp.MailParams
+	count  int         // well-formed RCPT commands in this transaction, for max_rcpts
+	rcpts  []recipient // recipients the backend accepted; the client was told 250 for each
+	// lost: a recipient the client was told 250 for could not be given to
+	// the backend again after it dropped; the message can only be
+	// deferred.
+	lost bool
+}
+
+// recipient is one accepted RCPT, to replay.
+type recipient struct {
+	addr   string // as sent, between the brackets
+	params smtp.RcptParams
+}
+
+// answer is what a command handler decides: the reply to write, whether
+// the command was a client error (counted against max_errors), and whether
+// the session ends after it.
+type answer struct {
+	reply string
+	fault bool
+	end   bool
+}
+
+func reply(r string) answer { return answer{reply: r} }
+func fault(r string) answer { return answer{reply: r, fault: true} }
+
+// over ends the session with nothing more to write (the reply, if any, is
+// out or belongs to the tarpit).
+var over = answer{end: true}
+
 // Serve runs a grey session on conn until it ends or moves to the tarpit.
 // conn is closed on return unless Result.Tarpitted is set.
-func Serve(ctx context.Context, conn net.Conn, peer Peer, cfg *Config, eng *classify.Engine, tp Tarpit, be Backend) (res Result) {
-	client := peer.Client
-	s := &session{ctx: ctx, cfg: cfg, eng: eng, tp: tp, be: be, client: client, peer: peer, raw: conn, conn: conn}
-	s.cin = &countReader{r: conn}
-	s.r = smtp.NewReader(s.cin)
+func Serve(ctx context.Context, conn net.Conn, peer Peer, cfg *Config, eng *classify.Engine, tp Tarpit, be Backend) Result {
+	s := &session{ctx: ctx, cfg: cfg, words: cfg.Words, eng: eng, tp: tp, be: be, client: peer.Client, peer: peer, raw: conn, conn: conn}
+	s.in = &clientReader{c: conn}
+	s.r = smtp.NewReader(s.in)
 	defer func() {
-		s.res.BytesIn = s.cin.n
+		s.dropBackend()
+		s.res.BytesIn = s.in.n
 		if !s.res.Tarpitted {
 			conn.Close()
 		}
-		res = s.res
 	}()
-	if !s.greet() {
-		return
+	if s.greet() {
+		s.loop()
 	}
-	s.loop()
-	return
+	return s.res
 }
 
-// greet sends the first line of a multi-line banner, waits out the greet
-// delay and then completes the banner. Real mail servers wait for the last
-// banner line before they speak; bots that talk early are caught here, as
-// Postfix postscreen does.
-func (s *session) greet() bool {
-	if s.cfg.GreetDelay > 0 {
-		if !s.write("220-" + s.cfg.Hostname + " ESMTP\r\n") {
-			return false
-		}
-		s.raw.SetReadDeadline(time.Now().Add(s.cfg.GreetDelay))
-		buf := make([]byte, 1024)
-		n, err := s.raw.Read(buf)
-		s.raw.SetReadDeadline(time.Time{})
-		if n > 0 {
-			s.cin.n += int64(n)
-			s.res.Verdict, s.res.Reason = "early-talker", fmt.Sprintf("sent %d bytes before the banner", n)
-			if err := s.eng.EarlyTalker(s.client, "early talker: "+s.res.Reason); err != nil {
-				s.res.Reason += " (not stored: " + err.Error() + ")"
-			}
-			s.toTarpit(tarpit.Start{Pending: buf[:n]})
-			return false
-		}
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			s.res.Verdict, s.res.Reason = "closed", "left before the banner"
-			return false
-		}
-	}
-	if s.listed() {
-		return false
-	}
-	return s.write("220 " + s.cfg.Hostname + " ESMTP\r\n")
-}
-
-// listed moves the session to the tarpit when the DNS lists, looked up
-// since accept, found the host black. A lookup still running when the
-// greet delay is over never delays the session; its verdict is stored
-// for the next connection.
-func (s *session) listed() bool {
-	select {
-	case v := <-s.peer.Listed:
-		if v.Class != store.Black {
-			return false
-		}
-		s.res.Verdict, s.res.Reason = "dnsbl", v.Reason
-		s.toTarpit(tarpit.Start{})
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *session) toTarpit(st tarpit.Start) {
-	if s.conn != s.raw {
-		// A TLS session cannot be stuttered byte by byte on the raw
-		// socket; give the reply and end it. Nothing reaches the
-		// backend either way.
-		if st.Reply != "" {
-			s.write(st.Reply)
-		}
-		s.write("421 4.7.0 " + s.cfg.Hostname + " closing connection\r\n")
-		return
-	}
-	s.res.Tarpitted = s.tp.Hold(s.raw, s.client, st)
-}
-
+// loop is the session's one command loop.
 func (s *session) loop() {
 	for {
 		line, ok := s.readCommand()
 		if !ok {
 			return
 		}
-		if !s.command(smtp.ParseCommand(line)) {
+		a := s.command(smtp.ParseCommand(line))
+		if a.fault {
+			s.errors++
+			if s.errors > s.cfg.MaxErrors {
+				s.write(s.words.TooManyErrors)
+				s.verdict(TooManyErrors, "")
+				return
+			}
+		}
+		if a.reply != "" && !s.write(a.reply) {
+			return
+		}
+		if a.end {
 			return
 		}
 	}
+}
+
+// command dispatches one command to its verb's handler.
+func (s *session) command(c smtp.Command) answer {
+	switch c.Verb {
+	case "EHLO", "HELO":
+		return s.hello(c)
+	case "STARTTLS":
+		return s.startTLS(c.Arg)
+	case "MAIL":
+		return s.mail(c.Arg)
+	case "RCPT":
+		return s.rcpt(c.Arg)
+	case "DATA":
+		return s.data(c.Arg)
+	case "RSET":
+		s.reset()
+		return reply(smtp.ReplyOK)
+	case "NOOP":
+		return reply(smtp.ReplyOK)
+	case "QUIT":
+		s.dropBackend()
+		s.write(smtp.ReplyBye)
+		s.verdict(Quit, "")
+		return over
+	case "VRFY":
+		// Give nothing away about which addresses exist, before the
+		// hand-off or after it.
+		if c.Arg == "" {
+			return fault(smtp.ReplyVrfySyntax)
+		}
+		return reply(smtp.ReplyVrfy)
+	case "PROXY":
+		return s.proxyLine()
+	case "":
+		return fault(smtp.ReplyBadSyntax)
+	}
+	// Everything else, before the hand-off and after it: AUTH, BDAT
+	// (CHUNKING is not offered: a chunk would end where the DATA reader
+	// never looks), EXPN, ETRN, TURN, XCLIENT (a backend that trusts
+	// moat's address for it would take the client's word for its
+	// identity), HELP, and noise.
+	return fault(smtp.ReplyUnknown)
 }
 
 // readCommand reads the next command line within the idle timeout,
@@ -230,7 +271,13 @@ func (s *session) readCommand() (string, bool) {
 		s.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		line, err := s.r.ReadLine(smtp.MaxCommandLine)
 		if err == smtp.ErrLineTooLong {
-			if !s.fail("500 5.5.2 Error: line too long\r\n") {
+			s.errors++
+			if s.errors > s.cfg.MaxErrors {
+				s.write(s.words.TooManyErrors)
+				s.verdict(TooManyErrors, "")
+				return "", false
+			}
+			if !s.write(smtp.ReplyTooLong) {
 				return "", false
 			}
 			continue
@@ -241,8 +288,8 @@ func (s *session) readCommand() (string, bool) {
 		}
 		s.commands++
 		if s.commands > s.cfg.MaxCommands {
-			s.write("421 4.7.0 " + s.cfg.Hostname + " Error: too many commands\r\n")
-			s.res.Verdict = "too-many-commands"
+			s.write(s.words.TooManyCommands)
+			s.verdict(TooManyCommands, "")
 			return "", false
 		}
 		return line, true
@@ -254,27 +301,13 @@ func (s *session) ended(err error) {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
-		s.write("421 4.4.2 " + s.cfg.Hostname + " Error: timeout exceeded\r\n")
-		s.res.Verdict = "timeout"
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		if s.res.Verdict == "" {
-			s.res.Verdict = "closed"
-		}
+		s.write(s.words.Timeout)
+		s.verdict(Timeout, "")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		s.verdict(Closed, "")
 	default:
-		s.res.Verdict, s.res.Reason = "error", err.Error()
+		s.verdict(Error, err.Error())
 	}
-}
-
-// fail counts a client error and answers it; too many errors end the
-// session.
-func (s *session) fail(reply string) bool {
-	s.errors++
-	if s.errors > s.cfg.MaxErrors {
-		s.write("421 4.7.0 " + s.cfg.Hostname + " Error: too many errors\r\n")
-		s.res.Verdict = "too-many-errors"
-		return false
-	}
-	return s.write(reply)
 }
 
 func (s *session) write(reply string) bool {
@@ -284,640 +317,58 @@ func (s *session) write(reply string) bool {
 	return err == nil
 }
 
-func (s *session) resetTx() {
-	s.inMail, s.sender, s.rawMail = false, "", ""
+// verdict records how the session went, keeping the most telling verdict
+// (see Verdict); reason replaces the reason when the verdict is taken.
+func (s *session) verdict(v Verdict, reason string) {
+	if v < s.res.Verdict {
+		return
+	}
+	s.res.Verdict = v
+	if reason != "" {
+		s.res.Reason = reason
+	}
 }
 
-// command answers one command before the hand-off. It returns false when
-// the session is over (or belongs to the tarpit).
-func (s *session) command(c smtp.Command) bool {
-	switch c.Verb {
-	case "EHLO", "HELO":
-		if c.Arg == "" {
-			return s.fail("501 5.5.4 Syntax: " + c.Verb + " hostname\r\n")
-		}
-		s.helo, s.ehlo = c.Arg, c.Verb == "EHLO"
-		s.res.Helo = c.Arg
-		s.resetTx()
-		if !s.ehlo {
-			return s.write("250 " + s.cfg.Hostname + "\r\n")
-		}
-		return s.write(s.ehloReply())
-	case "STARTTLS":
-		return s.startTLS(c)
-	case "MAIL":
-		return s.mail(c)
-	case "RCPT":
-		return s.rcpt(c)
-	case "DATA":
-		if !s.inMail {
-			return s.fail("503 5.5.1 Error: need RCPT command\r\n")
-		}
-		// Every recipient so far was deferred: there is nobody to
-		// deliver to.
-		return s.fail("554 5.5.1 Error: no valid recipients\r\n")
-	case "RSET":
-		s.resetTx()
-		return s.write("250 2.0.0 Ok\r\n")
-	case "NOOP":
-		return s.write("250 2.0.0 Ok\r\n")
-	case "QUIT":
-		s.write("221 2.0.0 Bye\r\n")
-		if s.res.Verdict == "" {
-			s.res.Verdict = "quit"
-		}
-		return false
-	case "VRFY":
-		// Give nothing away about which addresses exist.
-		return s.write("252 2.0.0 Send some mail, I'll try my best\r\n")
-	case "HELP":
-		return s.write("214 2.0.0 See RFC 5321\r\n")
-	case "PROXY":
-		// A PROXY header is honoured only from trusted_proxies, and
-		// the server has read it before we get here. From anyone
-		// else it is a client speaking out of turn, like an early
-		// talker: black, and the rest of the session is the tarpit's.
-		s.res.Verdict, s.res.Reason = "early-talker", "PROXY header from an untrusted client"
-		if err := s.eng.EarlyTalker(s.client, "early talker: "+s.res.Reason); err != nil {
-			s.res.Reason += " (not stored: " + err.Error() + ")"
-		}
-		s.toTarpit(tarpit.Start{Greeted: true, Reply: "500 5.5.2 Error: command not recognized\r\n", Pending: s.r.Pending()})
-		return false
-	case "BDAT", "AUTH", "EXPN", "ETRN", "TURN", "ATRN":
-		return s.fail("502 5.5.1 Error: command not implemented\r\n")
-	}
-	return s.fail("500 5.5.2 Error: command not recognized\r\n")
-}
-
-// ehloReply lists exactly the extensions moat implements in the grey dialog
-// and in the hand-off: no CHUNKING (BDAT is not relayed), no DSN or
-// SMTPUTF8 (their parameters are not replayed), no AUTH.
-func (s *session) ehloReply() string {
-	lines := []string{s.cfg.Hostname, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxMessageSize), "8BITMIME", "ENHANCEDSTATUSCODES"}
-	if s.cfg.TLS != nil && s.conn == s.raw {
-		lines = append(lines, "STARTTLS")
-	}
-	var b strings.Builder
-	for i, l := range lines {
-		if i < len(lines)-1 {
-			b.WriteString("250-")
-		} else {
-			b.WriteString("250 ")
-		}
-		b.WriteString(l)
-		b.WriteString("\r\n")
-	}
-	return b.String()
-}
-
-func (s *session) startTLS(c smtp.Command) bool {
-	if s.cfg.TLS == nil {
-		return s.fail("502 5.5.1 Error: command not implemented\r\n")
-	}
-	if s.conn != s.raw {
-		return s.fail("503 5.5.1 Error: TLS already active\r\n")
-	}
-	if c.Arg != "" {
-		return s.fail("501 5.5.4 Syntax: STARTTLS\r\n")
-	}
-	if !s.write("220 2.0.0 Ready to start TLS\r\n") {
-		return false
-	}
-	tc := tls.Server(s.raw, s.cfg.TLS)
-	tc.SetDeadline(time.Now().Add(s.cfg.IdleTimeout))
-	if err := tc.HandshakeContext(s.ctx); err != nil {
-		s.res.Verdict, s.res.Reason = "error", "TLS handshake: "+err.Error()
-		return false
-	}
-	tc.SetDeadline(time.Time{})
-	// A fresh reader drops anything the client pipelined after STARTTLS
-	// in the clear (CVE-2011-0411): it must not be taken as sent under
-	// TLS.
-	s.conn = tc
-	s.cin = &countReader{r: tc, n: s.cin.n}
-	s.r = smtp.NewReader(s.cin)
-	s.helo, s.ehlo = "", false
-	s.resetTx()
-	s.res.TLS = true
-	return true
-}
-
-func (s *session) mail(c smtp.Command) bool {
-	if s.helo == "" {
-		return s.fail("503 5.5.1 Error: send HELO/EHLO first\r\n")
-	}
-	if s.inMail {
-		return s.fail("503 5.5.1 Error: nested MAIL command\r\n")
-	}
-	addr, params, err := smtp.ParseMail(c.Arg)
+// note adds to the reason of the verdict, e.g. an error of the store.
+func (s *session) note(what string, err error) {
 	if err != nil {
-		return s.fail("501 5.5.4 Syntax: MAIL FROM:<address>\r\n")
+		s.res.Reason += " (" + what + ": " + err.Error() + ")"
 	}
-	norm := ""
-	if addr != "" {
-		if norm, err = smtp.Normalize(addr); err != nil {
-			return s.fail("501 5.1.7 Bad sender address syntax\r\n")
-		}
-	}
-	replay := "<" + addr + ">"
-	for k, v := range params {
-		switch k {
-		case "SIZE":
-			var n int64
-			if _, err := fmt.Sscan(v, &n); err != nil || n < 0 {
-				return s.fail("501 5.5.4 Bad SIZE parameter\r\n")
-			}
-			if n > s.cfg.MaxMessageSize {
-				return s.fail("552 5.3.4 Message size exceeds fixed limit\r\n")
-			}
-			replay += " SIZE=" + v
-		case "BODY":
-			if !s.ehlo {
-				return s.fail("555 5.5.4 Unsupported option: BODY\r\n")
-			}
-			switch strings.ToUpper(v) {
-			case "7BIT", "8BITMIME":
-				replay += " BODY=" + strings.ToUpper(v)
-			default:
-				return s.fail("501 5.5.4 Bad BODY parameter\r\n")
-			}
-		default:
-			return s.fail("555 5.5.4 Unsupported option: " + k + "\r\n")
-		}
-	}
-	d, err := s.eng.Mail(s.client, norm)
-	if d.Action == classify.Trap {
-		s.res.Sender = norm
-		s.res.Verdict, s.res.Reason = "trap", d.Reason
-		if err != nil {
-			s.res.Reason += " (not stored: " + err.Error() + ")"
-		}
-		s.toTarpit(tarpit.Start{Greeted: true, InMail: true, Reply: replyMailOK, Pending: s.r.Pending()})
-		return false
-	}
-	s.inMail, s.sender, s.rawMail = true, norm, replay
-	s.res.Sender = norm
-	return s.write(replyMailOK)
 }
 
-func (s *session) rcpt(c smtp.Command) bool {
-	if !s.inMail {
-		return s.fail("503 5.5.1 Error: need MAIL command\r\n")
-	}
-	s.res.Rcpts++
-	if s.res.Rcpts > s.cfg.MaxRcpts {
-		return s.write("452 4.5.3 Error: too many recipients\r\n")
-	}
-	addr, params, err := smtp.ParseRcpt(c.Arg)
-	if err != nil {
-		return s.fail("501 5.5.4 Syntax: RCPT TO:<address>\r\n")
-	}
-	if len(params) > 0 {
-		for k := range params {
-			return s.fail("555 5.5.4 Unsupported option: " + k + "\r\n")
+// reset ends the mail transaction on both sides (RSET, and the implicit
+// reset of EHLO and HELO).
+func (s *session) reset() {
+	if s.tx != nil && s.backend != nil {
+		if r, err := s.backend.cmd("RSET"); err != nil || r.Code != 250 {
+			// The backend will not start afresh: a new connection will.
+			s.dropBackend()
 		}
 	}
-	norm, err := smtp.Normalize(addr)
-	if err != nil {
-		return s.fail("501 5.1.3 Bad recipient address syntax\r\n")
-	}
-	d, err := s.eng.Rcpt(s.client, s.sender, norm)
-	switch d.Action {
-	case classify.Trap:
-		// The reply looks like any other grey recipient's; the rest
-		// of the session is the tarpit's.
-		s.res.Verdict, s.res.Reason = "trap", d.Reason
-		if err != nil {
-			s.res.Reason += " (not stored: " + err.Error() + ")"
-		}
-		s.toTarpit(tarpit.Start{Greeted: true, InMail: true, Reply: replyGreylisted, Pending: s.r.Pending()})
-		return false
-	case classify.Pass:
-		s.res.Verdict, s.res.Reason = "passed", d.Reason
-		s.handOff(addr)
-		return false
-	}
-	if err != nil {
-		// The store could not be asked: defer, never reject.
-		s.res.Verdict, s.res.Reason = "tempfail", err.Error()
-		return s.write(replyTempFail)
-	}
-	s.res.Deferred++
-	if s.res.Verdict == "" || s.res.Verdict == "greylisted" {
-		s.res.Verdict, s.res.Reason = "greylisted", d.Reason
-	}
-	return s.write(replyGreylisted)
+	s.tx = nil
 }
 
-// countReader counts the bytes a client sent.
-type countReader struct {
-	r io.Reader
-	n int64
+// clientReader counts the bytes a client sent and, while idle is set,
+// gives every read its own deadline: the block timeout of RFC 5321
+// (4.5.3.2.5) for a message's data, which must not be a deadline for the
+// whole message.
+type clientReader struct {
+	c    net.Conn
+	n    int64
+	idle time.Duration
 }
 
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+func (c *clientReader) Read(p []byte) (int, error) {
+	if c.idle > 0 {
+		c.c.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	n, err := c.c.Read(p)
 	c.n += int64(n)
 	return n, err
 }
 
-// backendConn is the session's connection to the real mail server.
-type backendConn struct {
-	c       net.Conn
-	r       *bufio.Reader
-	timeout time.Duration
-}
-
-func (b *backendConn) cmd(line string) (smtp.Reply, error) {
-	b.c.SetWriteDeadline(time.Now().Add(b.timeout))
-	if _, err := io.WriteString(b.c, line+"\r\n"); err != nil {
-		return smtp.Reply{}, err
-	}
-	return b.reply(b.timeout)
-}
-
-func (b *backendConn) reply(timeout time.Duration) (smtp.Reply, error) {
-	b.c.SetReadDeadline(time.Now().Add(timeout))
-	return smtp.ReadReply(b.r, 100)
-}
-
-func (b *backendConn) close() {
-	if b != nil {
-		b.c.Close()
-	}
-}
-
-// dial connects to the backend, reads its banner and replays the client's
-// greeting. A reply other than success is returned as the error's reply.
-func (s *session) dial() (*backendConn, *smtp.Reply, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.BackendTimeout)
-	defer cancel()
-	c, err := s.be.Dial(ctx, s.peer.Remote, s.peer.Local)
-	if err != nil {
-		return nil, nil, err
-	}
-	b := &backendConn{c: c, r: bufio.NewReaderSize(c, 1024), timeout: s.cfg.BackendTimeout}
-	banner, err := b.reply(s.cfg.BackendTimeout)
-	if err != nil {
-		b.close()
-		return nil, nil, fmt.Errorf("backend banner: %w", err)
-	}
-	if banner.Code != 220 {
-		b.close()
-		return nil, &banner, nil
-	}
-	verb := "HELO"
-	if s.ehlo {
-		verb = "EHLO"
-	}
-	r, err := b.cmd(verb + " " + s.helo)
-	if err != nil {
-		b.close()
-		return nil, nil, fmt.Errorf("backend %s: %w", verb, err)
-	}
-	if r.Code != 250 {
-		b.close()
-		return nil, &r, nil
-	}
-	return b, nil, nil
-}
-
-// handOff passes the session to the backend at the RCPT whose retry
-// qualified, then forwards the rest of the session.
-func (s *session) handOff(rcpt string) {
-	s.res.HandedOff = true
-	b, refused, err := s.dial()
-	if err != nil || refused != nil {
-		// The host is white now; its next attempt is spliced. This
-		// one must be deferred: nothing is accepted that the backend
-		// has not accepted.
-		if refused != nil {
-			s.write(asRcptReply(*refused))
-			s.res.Reason += "; backend refused: " + refused.String()
-		} else {
-			s.write("451 4.4.1 Temporary failure, please try again later\r\n")
-			if err != nil {
-				s.res.Reason += "; backend: " + err.Error()
-			}
-		}
-		s.res.Verdict = "backend-unavailable"
-		s.forwardLoop(nil, nil).close()
-		return
-	}
-	r, err := b.cmd("MAIL FROM:" + s.rawMail)
-	if err != nil {
-		b.close()
-		s.write("451 4.4.2 Temporary failure, please try again later\r\n")
-		s.res.Verdict, s.res.Reason = "backend-unavailable", err.Error()
-		return
-	}
-	var mailRefused *smtp.Reply
-	if r.Code != 250 {
-		mailRefused = &r
-	}
-	if !s.forwardRcpt(b, rcpt, mailRefused) {
-		b.close()
-		return
-	}
-	s.forwardLoop(b, mailRefused).close()
-}
-
-// asRcptReply turns a backend refusal at banner or greeting time into an
-// answer to the RCPT the client is waiting on. It is always a 4xx, with
-// the backend's text: a backend that will not even greet us is an outage
-// or a misconfiguration as far as this sender can tell, and a 5xx here
-// would bounce mail that a healthy backend would take.
-func asRcptReply(r smtp.Reply) string {
-	lines := make([]string, len(r.Lines))
-	for i, l := range r.Lines {
-		// Keep the enhanced status code in the same class as the
-		// reply code (RFC 3463): "5.7.1 …" becomes "4.7.1 …".
-		if len(l) > 4 && (l[0] == '2' || l[0] == '5') && l[1] == '.' {
-			l = "4" + l[1:]
-		}
-		lines[i] = l
-	}
-	return smtp.Reply{Code: 451, Lines: lines}.String()
-}
-
-// forwardRcpt forwards one RCPT to the backend and its reply to the client.
-func (s *session) forwardRcpt(b *backendConn, rcpt string, mailRefused *smtp.Reply) bool {
-	if mailRefused != nil {
-		return s.write(mailRefused.String())
-	}
-	r, err := b.cmd("RCPT TO:<" + rcpt + ">")
-	if err != nil {
-		s.write("451 4.4.2 Temporary failure, please try again later\r\n")
-		s.res.Verdict, s.res.Reason = "backend-unavailable", err.Error()
-		return false
-	}
-	s.backendRcpt(rcpt, r)
-	return s.write(r.String())
-}
-
-// backendRcpt tells the hook what the backend answered to a RCPT.
-func (s *session) backendRcpt(rcpt string, r smtp.Reply) {
-	if h := s.cfg.Hooks.BackendRcpt; h != nil {
-		if n, err := smtp.Normalize(rcpt); err == nil {
-			h(s.client, n, r)
-		}
-	}
-}
-
-// forwardLoop relays the rest of a handed-off session one command at a
-// time. b may be nil (the backend could not be reached); it is dialled
-// again when a new transaction starts. It returns the backend connection
-// still open, if any.
-func (s *session) forwardLoop(b *backendConn, mailRefused *smtp.Reply) *backendConn {
-	for {
-		line, ok := s.readCommand()
-		if !ok {
-			if b != nil {
-				b.cmd("QUIT")
-			}
-			return b
-		}
-		var err error
-		if strings.ContainsAny(line, "\r\x00") {
-			// Forwarded lines must mean the same to the backend as to
-			// us: no stray CR or NUL inside a command.
-			if !s.fail("500 5.5.2 Error: bad characters in command\r\n") {
-				return b
-			}
-			continue
-		}
-		c := smtp.ParseCommand(line)
-		switch c.Verb {
-		case "QUIT":
-			if b != nil {
-				b.cmd("QUIT")
-			}
-			s.write("221 2.0.0 Bye\r\n")
-			return b
-		case "STARTTLS":
-			if !s.write("454 4.7.0 TLS not available now\r\n") {
-				return b
-			}
-			continue
-		case "BDAT", "AUTH":
-			if !s.fail("502 5.5.1 Error: command not implemented\r\n") {
-				return b
-			}
-			continue
-		case "EHLO", "HELO":
-			if c.Arg == "" {
-				if !s.fail("501 5.5.4 Syntax: " + c.Verb + " hostname\r\n") {
-					return b
-				}
-				continue
-			}
-			s.helo, s.ehlo = c.Arg, c.Verb == "EHLO"
-			mailRefused = nil
-			var r smtp.Reply
-			if b != nil {
-				if r, err = b.cmd(line); err != nil {
-					return s.lost(b, err)
-				}
-			} else {
-				var refused *smtp.Reply
-				if b, refused, err = s.dial(); err != nil || refused != nil {
-					s.write("421 4.4.1 " + s.cfg.Hostname + " Error: mail server unavailable, try again later\r\n")
-					return nil
-				}
-				r.Code = 250
-			}
-			// The client may only use what moat offered, whatever
-			// the backend offers.
-			switch {
-			case r.Code != 250:
-				s.write(r.String())
-			case s.ehlo:
-				s.write(s.ehloReply())
-			default:
-				s.write("250 " + s.cfg.Hostname + "\r\n")
-			}
-			continue
-		}
-		if b == nil {
-			// A new transaction after the backend was lost or
-			// never reached: try it again.
-			if c.Verb == "RSET" || c.Verb == "NOOP" {
-				s.write("250 2.0.0 Ok\r\n")
-				continue
-			}
-			var refused *smtp.Reply
-			b, refused, err = s.dial()
-			if err != nil || refused != nil {
-				b = nil
-				s.write("421 4.4.1 " + s.cfg.Hostname + " Error: mail server unavailable, try again later\r\n")
-				return nil
-			}
-		}
-		switch c.Verb {
-		case "MAIL":
-			r, err := b.cmd(line)
-			if err != nil {
-				return s.lost(b, err)
-			}
-			mailRefused = nil
-			if r.Code != 250 {
-				mailRefused = &r
-			}
-			if !s.write(r.String()) {
-				return b
-			}
-		case "RCPT":
-			s.res.Rcpts++
-			if mailRefused != nil {
-				if !s.write(mailRefused.String()) {
-					return b
-				}
-				continue
-			}
-			addr, _, perr := smtp.ParseRcpt(c.Arg)
-			r, err := b.cmd(line)
-			if err != nil {
-				return s.lost(b, err)
-			}
-			if perr == nil {
-				s.backendRcpt(addr, r)
-			}
-			if !s.write(r.String()) {
-				return b
-			}
-		case "DATA":
-			var ok bool
-			if b, ok = s.data(b); !ok {
-				return b
-			}
-			mailRefused = nil
-		default:
-			if c.Verb == "RSET" {
-				mailRefused = nil
-			}
-			r, err := b.cmd(line)
-			if err != nil {
-				return s.lost(b, err)
-			}
-			if !s.write(r.String()) {
-				return b
-			}
-		}
-	}
-}
-
-// lost answers a command whose backend connection broke.
-func (s *session) lost(b *backendConn, err error) *backendConn {
-	b.close()
-	s.write("421 4.4.2 " + s.cfg.Hostname + " Error: connection to the mail server lost, try again later\r\n")
-	s.res.Verdict, s.res.Reason = "backend-lost", err.Error()
-	return nil
-}
-
-// data relays one DATA command. The client's last reply is the backend's
-// reply to the end of data, or a 4xx when the backend could not give one.
-// It returns the backend connection (nil if it was lost) and whether the
-// session goes on.
-func (s *session) data(b *backendConn) (*backendConn, bool) {
-	r, err := b.cmd("DATA")
-	if err != nil {
-		return s.lost(b, err), false
-	}
-	if r.Code != 354 {
-		return b, s.write(r.String())
-	}
-	if !s.write(r.String()) {
-		return b, false
-	}
-	s.conn.SetReadDeadline(time.Now().Add(s.cfg.DataTimeout))
-	dr := s.r.Data(s.cfg.MaxMessageSize)
-	b.c.SetWriteDeadline(time.Now().Add(s.cfg.DataTimeout))
-	_, werr := copyData(b.c, dr)
-	var rerr error
-	if werr != nil {
-		var re *readError
-		if errors.As(werr, &re) {
-			rerr, werr = re.err, nil
-		}
-	}
-	switch {
-	case rerr == smtp.ErrTooLarge:
-		// The backend holds a partial message without its end; closing
-		// the connection makes it discard it. Read on so the dialog
-		// stays in sync.
-		b.close()
-		if err := dr.Drain(4 * s.cfg.MaxMessageSize); err != nil {
-			return nil, false
-		}
-		return nil, s.write("552 5.3.4 Error: message size exceeds fixed limit\r\n")
-	case rerr == smtp.ErrBareLF || rerr == smtp.ErrBareCR:
-		// SMTP smuggling defence: a message must end only at
-		// CRLF.CRLF, and any bare CR or LF could make moat and the
-		// backend disagree on where it ends. The backend never saw an
-		// end, so it discards what it got.
-		b.close()
-		what := "<LF>"
-		if rerr == smtp.ErrBareCR {
-			what = "<CR>"
-		}
-		s.write("521 5.5.2 " + s.cfg.Hostname + " Error: bare " + what + " received\r\n")
-		s.res.Verdict, s.res.Reason = "protocol-violation", "bare "+what+" in DATA"
-		return nil, false
-	case rerr != nil:
-		// The client went away or stalled mid-message: the backend
-		// must not get an end, so it discards the partial message.
-		b.close()
-		s.ended(rerr)
-		return nil, false
-	case werr != nil:
-		// The backend went away mid-message. Read the client's message
-		// to its end and defer it: the client keeps the message.
-		b.close()
-		if err := dr.Drain(4 * s.cfg.MaxMessageSize); err != nil {
-			return nil, false
-		}
-		s.res.Reason = "backend lost during DATA: " + werr.Error()
-		return nil, s.write("451 4.4.2 Error: connection to the mail server lost, please try again later\r\n")
-	}
-	final, err := b.reply(s.cfg.DataTimeout)
-	if err != nil {
-		b.close()
-		s.res.Reason = "no reply from backend after DATA: " + err.Error()
-		return nil, s.write("451 4.4.2 Error: no reply from the mail server, please try again later\r\n")
-	}
-	if final.Code == 250 {
-		s.res.Messages++
-		if _, err := s.eng.Accepted(s.client, s.sender, s.res.Reason); err != nil {
-			s.res.Reason += " (not whitelisted: " + err.Error() + ")"
-		}
-	}
-	return b, s.write(final.String())
-}
-
-// readError marks an error that came from the client side of a copy.
-type readError struct{ err error }
-
-func (e *readError) Error() string { return e.err.Error() }
-
-// copyData copies the client's DATA stream to the backend, telling read
-// errors (client side) from write errors (backend side).
-func copyData(dst io.Writer, src io.Reader) (int64, error) {
-	buf := make([]byte, 32*1024)
-	var n int64
-	for {
-		nr, er := src.Read(buf)
-		if nr > 0 {
-			nw, ew := dst.Write(buf[:nr])
-			n += int64(nw)
-			if ew != nil {
-				return n, ew
-			}
-		}
-		if er == io.EOF {
-			return n, nil
-		}
-		if er != nil {
-			return n, &readError{er}
-		}
-	}
+// hasControl reports whether s holds an ASCII control character: a
+// name moat passes on must mean the same to the backend as to moat.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
 }

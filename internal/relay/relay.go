@@ -13,6 +13,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // Dialer opens connections to the backend.
@@ -34,6 +36,15 @@ type Dialer struct {
 // Dial connects to the backend on behalf of the client whose connection
 // arrived at local from remote, and writes the PROXY header.
 func (d *Dialer) Dial(ctx context.Context, remote, local net.Addr) (net.Conn, error) {
+	return d.DialTLS(ctx, remote, local, nil)
+}
+
+// DialTLS is Dial for a client that spoke TLS with moat (tls is its
+// state; nil for none): a v2 header then carries PP2_TYPE_SSL, so the
+// backend learns that the client's mail came encrypted, with which version
+// and cipher, although moat speaks to it in the clear or with its own TLS.
+// A v1 header has no room for it.
+func (d *Dialer) DialTLS(ctx context.Context, remote, local net.Addr, tls *tls.ConnectionState) (net.Conn, error) {
 	timeout := d.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
@@ -52,6 +63,12 @@ func (d *Dialer) Dial(ctx context.Context, remote, local net.Addr) (net.Conn, er
 	}
 	if version != 0 {
 		h := proxyproto.HeaderProxyFromAddrs(version, tcpAddr(remote), tcpAddr(local))
+		if tls != nil && version == 2 {
+			if err := h.SetTLVs([]proxyproto.TLV{sslTLV(tls)}); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("relay: backend %s: PROXY header: %w", d.Addr, err)
+			}
+		}
 		c.SetWriteDeadline(time.Now().Add(timeout))
 		if _, err := h.WriteTo(c); err != nil {
 			c.Close()
@@ -60,6 +77,37 @@ func (d *Dialer) Dial(ctx context.Context, remote, local net.Addr) (net.Conn, er
 		c.SetWriteDeadline(time.Time{})
 	}
 	return c, nil
+}
+
+// sslTLV describes the client's TLS as HAProxy does (PROXY protocol
+// 2.2.5): the client used TLS, presented no certificate (so verify is
+// non-zero), with this version and cipher.
+func sslTLV(st *tls.ConnectionState) proxyproto.TLV {
+	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL, Verify: 1, TLV: []proxyproto.TLV{
+		{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsVersion(st.Version))},
+		{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(tls.CipherSuiteName(st.CipherSuite))},
+	}}
+	if len(st.PeerCertificates) > 0 {
+		ssl.Client |= tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN
+	}
+	t, _ := ssl.Marshal() // cannot fail: the sub-TLVs are short
+	return t
+}
+
+// tlsVersion names a TLS version the way OpenSSL does, which is what the
+// PROXY protocol's receivers expect ("TLSv1.3").
+func tlsVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return tls.VersionName(v)
 }
 
 // tcpAddr makes sure the header carries plain IPv4 for IPv4 clients (a

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"moat/internal/server/servertest"
 	"moat/internal/store"
 	"moat/internal/traps"
 )
@@ -22,14 +23,14 @@ import (
 // are black afterwards: the sender for the trap hit, the harvester for
 // the harvest the address records.
 func TestBaitBlacklistsSenderAndHarvester(t *testing.T) {
-	w := startWorld(t, worldConfig{})
+	w := servertest.Start(t, servertest.Config{})
 	b, err := traps.NewBait([]byte("a key for this test only, 32 by."), "example.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.eng.Traps().SetBait(b)
+	w.Eng.Traps().SetBait(b)
 
-	page := httptest.NewServer(&traps.Page{Bait: b, Count: 2, Clock: w.clock})
+	page := httptest.NewServer(&traps.Page{Bait: b, Count: 2, Clock: w.Clock})
 	defer page.Close()
 	harvester := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.31")}}
@@ -47,7 +48,7 @@ func TestBaitBlacklistsSenderAndHarvester(t *testing.T) {
 	}
 	minted := m[1]
 
-	c, br := w.dial("127.0.0.32")
+	c, br := w.Dial("127.0.0.32")
 	defer c.Close()
 	expect := func(send, want string) {
 		t.Helper()
@@ -81,7 +82,7 @@ func TestBaitBlacklistsSenderAndHarvester(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			var ok bool
-			h, ok, err = w.st.Lookup(netip.MustParseAddr(addr))
+			h, ok, err = w.Store.Lookup(netip.MustParseAddr(addr))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +95,7 @@ func TestBaitBlacklistsSenderAndHarvester(t *testing.T) {
 			t.Errorf("%s: %s %q, want black %q", addr, h.Class, h.Reason, want)
 		}
 	}
-	if n, _, _ := w.backend.stats(); n != 0 {
+	if n := len(w.Backend.Conns()); n != 0 {
 		t.Errorf("the backend saw %d connections, want none", n)
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"bufio"
@@ -7,13 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"moat/internal/server/servertest"
 )
 
 // One address that opens many connections gets limits.max_conns_per_ip of
 // them served; the rest are closed at once, and other hosts are still
 // served.
 func TestPerIPCapKeepsOthersServed(t *testing.T) {
-	w := startWorld(t, worldConfig{})
+	w := servertest.Start(t, servertest.Config{})
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
@@ -22,7 +24,7 @@ func TestPerIPCapKeepsOthersServed(t *testing.T) {
 	}()
 	served, refused := 0, 0
 	for i := 0; i < 60; i++ {
-		c, br := w.dial("127.0.0.40")
+		c, br := w.Dial("127.0.0.40")
 		held = append(held, c)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		l, err := br.ReadString('\n')
@@ -38,12 +40,12 @@ func TestPerIPCapKeepsOthersServed(t *testing.T) {
 	if served != 20 || refused != 40 {
 		t.Fatalf("served %d, refused %d; want 20 served (max_conns_per_ip) and 40 refused", served, refused)
 	}
-	c, br := w.dial("127.0.0.41")
+	c, br := w.Dial("127.0.0.41")
 	defer c.Close()
 	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "220 ") {
 		t.Fatalf("another host was not served: %q %v", l, err)
 	}
-	if got := w.srv.Stats().Refused["max_conns_per_ip"]; got != 40 {
+	if got := w.Srv.Stats().Refused["max_conns_per_ip"]; got != 40 {
 		t.Fatalf("refused counter %d, want 40", got)
 	}
 }
@@ -51,8 +53,8 @@ func TestPerIPCapKeepsOthersServed(t *testing.T) {
 // A line of megabytes gets one "line too long" and the session goes on in
 // step; binary garbage gets errors until the error limit ends the session.
 func TestHugeLineAndGarbage(t *testing.T) {
-	w := startWorld(t, worldConfig{})
-	c, br := w.dial("127.0.0.42")
+	w := servertest.Start(t, servertest.Config{})
+	c, br := w.Dial("127.0.0.42")
 	defer c.Close()
 	readBanner(t, c, br)
 	go func() {
@@ -64,7 +66,7 @@ func TestHugeLineAndGarbage(t *testing.T) {
 		bw.WriteString("\r\nNOOP\r\n")
 		bw.Flush()
 	}()
-	if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, "500 5.5.2 Error: line too long") {
+	if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, "500 5.5.0 Error: line too long") {
 		t.Fatalf("huge line: got %q", l)
 	}
 	if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, "250 2.0.0 Ok") {

@@ -1,7 +1,8 @@
-package server
+package server_test
 
 import (
 	"bufio"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -9,13 +10,14 @@ import (
 	"moat/internal/classify"
 	"moat/internal/reputation"
 	"moat/internal/reputation/dnstest"
+	"moat/internal/server/servertest"
 	"moat/internal/store"
 )
 
 // dnsWorld is a world whose engine asks an in-process DNS server for
 // 127.0.0.0/8 clients: 127.0.0.21 is on a block list, 127.0.0.22 on an
 // allow list, 127.0.0.23 on neither, 127.0.0.24 on a list that is too slow.
-func dnsWorld(t *testing.T, greet time.Duration) *world {
+func dnsWorld(t *testing.T, greet time.Duration) *servertest.World {
 	srv := dnstest.New(t)
 	srv.Add(t, "21.0.0.127.zen.test. 300 IN A 127.0.0.2", "22.0.0.127.wl.test. 300 IN A 127.0.10.2")
 	srv.Silent("slow.test")
@@ -31,8 +33,8 @@ func dnsWorld(t *testing.T, greet time.Duration) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := startWorld(t, worldConfig{greetDelay: greet, minRetry: time.Minute})
-	w.eng.SetReputation(classify.Reputation{DNSBL: d})
+	w := servertest.Start(t, servertest.Config{GreetDelay: greet, MinRetry: time.Minute})
+	w.Eng.SetReputation(classify.Reputation{DNSBL: d})
 	return w
 }
 
@@ -47,7 +49,7 @@ func expectLine(t *testing.T, br *bufio.Reader, prefix string) string {
 
 func TestDNSBLBlackGoesToTarpit(t *testing.T) {
 	w := dnsWorld(t, 300*time.Millisecond)
-	c, br := w.dial("127.0.0.21")
+	c, br := w.Dial("127.0.0.21")
 	defer c.Close()
 	expectLine(t, br, "220-mx.test")
 	// The lookup answered within the greet delay: the rest of the
@@ -67,10 +69,10 @@ func TestDNSBLBlackGoesToTarpit(t *testing.T) {
 	c.Write([]byte("MAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.test>\r\n"))
 	expectLine(t, br, "250")
 	expectLine(t, br, "250") // the tarpit accepts everything
-	if conns, _, _ := w.backend.stats(); conns != 0 {
+	if conns := len(w.Backend.Conns()); conns != 0 {
 		t.Errorf("backend got %d connections from a listed host", conns)
 	}
-	h, ok, _ := w.st.Host(store.HostPrefix(mustAddr(t, "127.0.0.21")))
+	h, ok, _ := w.Store.Host(store.HostPrefix(netip.MustParseAddr("127.0.0.21")))
 	if !ok || h.Class != store.Black || !strings.Contains(h.Reason, "zen.test=127.0.0.2(+3)") {
 		t.Errorf("stored %+v %v, want black with the zone", h, ok)
 	}
@@ -78,7 +80,7 @@ func TestDNSBLBlackGoesToTarpit(t *testing.T) {
 
 func TestDNSWLSkipsGreylisting(t *testing.T) {
 	w := dnsWorld(t, 300*time.Millisecond)
-	c, br := w.dial("127.0.0.22")
+	c, br := w.Dial("127.0.0.22")
 	defer c.Close()
 	expectLine(t, br, "220-mx.test")
 	expectLine(t, br, "220 mx.test")
@@ -93,11 +95,11 @@ func TestDNSWLSkipsGreylisting(t *testing.T) {
 	}
 	c.Write([]byte("RCPT TO:<u@example.test>\r\n"))
 	expectLine(t, br, "250 2.1.5") // the backend's reply: no 451 first
-	if conns, _, _ := w.backend.stats(); conns != 1 {
+	if conns := len(w.Backend.Conns()); conns != 1 {
 		t.Errorf("backend got %d connections, want the hand-off", conns)
 	}
 	// The next connection is spliced at once.
-	c2, br2 := w.dial("127.0.0.22")
+	c2, br2 := w.Dial("127.0.0.22")
 	defer c2.Close()
 	expectLine(t, br2, "220 backend.test")
 }
@@ -105,7 +107,7 @@ func TestDNSWLSkipsGreylisting(t *testing.T) {
 func TestDNSBLNeitherAndSlowStayGrey(t *testing.T) {
 	w := dnsWorld(t, 300*time.Millisecond)
 	for _, client := range []string{"127.0.0.23", "127.0.0.24"} {
-		c, br := w.dial(client)
+		c, br := w.Dial(client)
 		expectLine(t, br, "220-mx.test")
 		expectLine(t, br, "220 mx.test") // a silent list never holds the banner
 		c.Write([]byte("EHLO x\r\n"))

@@ -243,7 +243,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.splice(ctx, c, peer, v, start)
 		s.release(client)
 	case store.Black:
-		if s.tp.Hold(c, client, tarpit.Start{}) {
+		if s.tp.Hold(c, client, tarpit.Start{Source: v.Source}) {
 			return // released by TarpitDone
 		}
 		s.release(client)
@@ -253,16 +253,16 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		res := dialog.Serve(ctx, c, peer, s.dcfg, s.eng, s.tp, s.dialer)
 		s.sessions[store.Grey].Add(1)
 		if res.Tarpitted {
-			s.log.Info("session", "client", client.String(), "class", "grey", "verdict", res.Verdict,
+			s.log.Info("session", "client", client.String(), "class", "grey", "verdict", res.Verdict.String(),
 				"reason", res.Reason, "helo", res.Helo, "duration", time.Since(start).Round(time.Millisecond).String(),
 				"bytes_in", res.BytesIn, "bytes_out", res.BytesOut, "next", "tarpit")
 			return // released by TarpitDone
 		}
 		s.release(client)
-		if res.Verdict == "early-talker" || res.Verdict == "trap" || res.Verdict == "dnsbl" {
+		if res.TarpitFull {
 			s.tarpitFull(client)
 		}
-		attrs := []any{"client", client.String(), "class", "grey", "verdict", res.Verdict,
+		attrs := []any{"client", client.String(), "class", "grey", "verdict", res.Verdict.String(),
 			"reason", res.Reason, "helo", res.Helo, "sender", res.Sender, "rcpts", res.Rcpts,
 			"deferred", res.Deferred, "messages", res.Messages, "tls", res.TLS,
 			"duration", time.Since(start).Round(time.Millisecond).String(),

@@ -1,39 +1,16 @@
-package server
+package server_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
-)
 
-func selfSigned(t *testing.T) *tls.Config {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mx.test"},
-		DNSNames:     []string{"mx.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-}
+	"moat/internal/server/servertest"
+)
 
 // expect reads one reply (all its lines) and checks the last line's prefix.
 func expect(t *testing.T, br *bufio.Reader, prefix string) []string {
@@ -76,9 +53,9 @@ func startTLS(t *testing.T, c net.Conn, br *bufio.Reader, extra string) (*tls.Co
 // offered, the greylist works under TLS, and the qualifying retry is handed
 // to the backend.
 func TestGreylistUnderTLS(t *testing.T) {
-	w := startWorld(t, worldConfig{minRetry: time.Minute, tls: selfSigned(t)})
+	w := servertest.Start(t, servertest.Config{MinRetry: time.Minute, TLS: servertest.SelfSigned(t, "mx.test")})
 	for attempt := 0; attempt < 2; attempt++ {
-		c, br := w.dial("127.0.0.60")
+		c, br := w.Dial("127.0.0.60")
 		expect(t, br, "220 ")
 		// Plaintext pipelined after STARTTLS must be dropped, not
 		// taken as sent under TLS (CVE-2011-0411).
@@ -95,7 +72,7 @@ func TestGreylistUnderTLS(t *testing.T) {
 			io.WriteString(tc, "QUIT\r\n")
 			expect(t, tbr, "221")
 			tc.Close()
-			w.clock.Advance(2 * time.Minute)
+			w.Clock.Advance(2 * time.Minute)
 			continue
 		}
 		expect(t, tbr, "250 2.1.5")
@@ -107,15 +84,15 @@ func TestGreylistUnderTLS(t *testing.T) {
 		expect(t, tbr, "221")
 		tc.Close()
 	}
-	if _, msgs, from := w.backend.stats(); msgs != 1 || !strings.HasPrefix(from, "127.0.0.60:") {
-		t.Fatalf("backend: %d messages from %s; want 1 from 127.0.0.60", msgs, from)
+	if msgs := w.Backend.Messages(); len(msgs) != 1 || !strings.HasPrefix(msgs[0].Client, "127.0.0.60:") {
+		t.Fatalf("backend: messages %+v; want 1 from 127.0.0.60", msgs)
 	}
 }
 
 // Without a certificate STARTTLS is neither offered nor accepted.
 func TestNoTLSWithoutCertificate(t *testing.T) {
-	w := startWorld(t, worldConfig{})
-	c, br := w.dial("127.0.0.61")
+	w := servertest.Start(t, servertest.Config{})
+	c, br := w.Dial("127.0.0.61")
 	defer c.Close()
 	expect(t, br, "220 ")
 	io.WriteString(c, "EHLO c\r\n")
@@ -123,5 +100,5 @@ func TestNoTLSWithoutCertificate(t *testing.T) {
 		t.Fatalf("STARTTLS offered without a certificate: %q", ehlo)
 	}
 	io.WriteString(c, "STARTTLS\r\n")
-	expect(t, br, "502 5.5.1")
+	expect(t, br, "502 5.5.2")
 }

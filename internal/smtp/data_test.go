@@ -61,27 +61,51 @@ func TestDataSmuggling(t *testing.T) {
 		{"first line starts with dot", ".abc\r\n.\r\n", 0, ".abc\r\n.\r\n", io.EOF},
 		{"dot then space is no end", "a\r\n. \r\nb\r\n.\r\n", 0, "a\r\n. \r\nb\r\n.\r\n", io.EOF},
 		{"dot mid-line is no end", "a.\r\nb\r\n.\r\n", 0, "a.\r\nb\r\n.\r\n", io.EOF},
-		{"NUL dot is no end", "a\r\n\x00.\r\nb\r\n.\r\n", 0, "a\r\n\x00.\r\nb\r\n.\r\n", io.EOF},
-		{"NUL bytes pass", "a\x00b\r\n.\r\n", 0, "a\x00b\r\n.\r\n", io.EOF},
+		{"NUL bytes inside a line pass", "a\x00b\r\n.\r\n", 0, "a\x00b\r\n.\r\n", io.EOF},
+		{"NUL after a dot inside a line passes", "a.\x00b\r\n.\r\n", 0, "a.\x00b\r\n.\r\n", io.EOF},
 		{"8bit passes", "\xff\xfe\r\n.\r\n", 0, "\xff\xfe\r\n.\r\n", io.EOF},
 
-		// Every way to make some server see an end that we would not.
-		{"LF.LF", "a\n.\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrBareLF},
-		{"CR.CR", "a\r.\rMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrBareCR},
-		{"LF.CRLF", "a\n.\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrBareLF},
-		{"CRLF.LF", "a\r\n.\nMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n.", ErrBareLF},
-		{"CR.CRLF", "a\r.\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrBareCR},
-		{"CRLF.CR", "a\r\n.\rMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n.", ErrBareCR},
-		{"LF.CR", "a\n.\rMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrBareLF},
-		{"CR.LF", "a\r.\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrBareCR},
-		{"first line .LF", ".\nMAIL FROM:<x>\r\n.\r\n", 0, ".", ErrBareLF},
-		{"first line .CR", ".\rMAIL FROM:<x>\r\n.\r\n", 0, ".", ErrBareCR},
+		// A bare line end inside a line: refused, but only that.
 		{"bare LF mid-line", "ab\ncd\r\n.\r\n", 0, "ab", ErrBareLF},
 		{"bare CR mid-line", "ab\rcd\r\n.\r\n", 0, "ab", ErrBareCR},
-		{"bare LF at start", "\n.\r\n", 0, "", ErrBareLF},
-		{"bare CR at start", "\r.\r\n", 0, "", ErrBareCR},
 		{"CRCRLF", "a\r\r\n.\r\n", 0, "a", ErrBareCR},
 		{"bare LF on second line", "a\r\nb\nc\r\n.\r\n", 0, "a\r\nb", ErrBareLF},
+		{"bare LF before a proper end", "a\n\r\n.\r\n", 0, "a", ErrBareLF},
+		{"LF LF.LF", "a\n\n.\nb\r\n.\r\n", 0, "a", ErrBareLF},
+		{"bare LF then dot-stuffed", "a\n..\r\n.\r\n", 0, "a", ErrBareLF},
+		{"LF-only message", "From: a\nSubject: b\n\nhi\n.\n", 0, "From: a", ErrBareLF},
+
+		// NUL bytes where a receiver that drops them, or ends a line at
+		// one, would read another line.
+		{"NUL at line start", "a\r\n\x00b\r\n.\r\n", 0, "a\r\n", ErrNUL},
+		{"NUL first", "\x00b\r\n.\r\n", 0, "", ErrNUL},
+		{"NUL before CRLF", "ab\x00\r\n.\r\n", 0, "ab", ErrNUL},
+		{"NULs before CRLF", "ab\x00\x00\r\n.\r\n", 0, "ab\x00", ErrNUL},
+		{"NUL before LF", "ab\x00\n.\r\n", 0, "ab", ErrNUL},
+		{"dot NUL text", "a\r\n.\x00b\r\n.\r\n", 0, "a\r\n", ErrNUL},
+		{"too many NULs to tell", "a\r\n" + strings.Repeat("\x00", 9) + ".\r\n.\r\n", 0, "a\r\n", ErrNUL},
+
+		// Every way to make some server see an end that we would not: a
+		// lone dot between line ends that are not both CRLF.
+		{"LF.LF", "a\n.\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrSmuggling},
+		{"CR.CR", "a\r.\rMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrSmuggling},
+		{"LF.CRLF", "a\n.\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrSmuggling},
+		{"CRLF.LF", "a\r\n.\nMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n", ErrSmuggling},
+		{"CR.CRLF", "a\r.\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrSmuggling},
+		{"CRLF.CR", "a\r\n.\rMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n", ErrSmuggling},
+		{"LF.CR", "a\n.\rMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrSmuggling},
+		{"CR.LF", "a\r.\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrSmuggling},
+		{"CRLF.CRCRLF", "a\r\n.\r\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n", ErrSmuggling},
+		{"first line .LF", ".\nMAIL FROM:<x>\r\n.\r\n", 0, "", ErrSmuggling},
+		{"first line .CR", ".\rMAIL FROM:<x>\r\n.\r\n", 0, "", ErrSmuggling},
+		{"bare LF at start", "\n.\r\n", 0, "", ErrSmuggling},
+		{"bare CR at start", "\r.\r\n", 0, "", ErrSmuggling},
+		{"CRLF NUL.CRLF", "a\r\n\x00.\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n", ErrSmuggling},
+		{"CRLF.NUL CRLF", "a\r\n.\x00\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n", ErrSmuggling},
+		{"CRLF NUL.NUL CRLF", "a\r\n\x00.\x00\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n", ErrSmuggling},
+		{"first line NUL.CRLF", "\x00.\r\nMAIL FROM:<x>\r\n.\r\n", 0, "", ErrSmuggling},
+		{"LF NUL.LF", "a\n\x00.\nMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrSmuggling},
+		{"CR.NUL CR", "a\r.\x00\rMAIL FROM:<x>\r\n.\r\n", 0, "a", ErrSmuggling},
 
 		// The size limit counts the message, not its terminator.
 		{"exactly max", "abc\r\n.\r\n", 5, "abc\r\n.\r\n", io.EOF},
@@ -148,13 +172,15 @@ func TestDataDrain(t *testing.T) {
 		{"too large, drain tolerates bare LF", "aaaaaaa\nb\r\n.\r\nQUIT\r\n", 3, ErrTooLarge, 1000, nil, "QUIT"},
 		{"bare LF", "a\nb\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 1000, nil, "QUIT"},
 		{"bare CR", "a\rb\r\n.\r\nQUIT\r\n", 0, ErrBareCR, 1000, nil, "QUIT"},
-		{"LF.LF is no end for Drain", "a\n.\nRSET\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 1000, nil, "QUIT"},
-		{"CR.CR is no end for Drain", "a\r.\rRSET\r\n.\r\nQUIT\r\n", 0, ErrBareCR, 1000, nil, "QUIT"},
-		{"LF.CRLF is no end for Drain", "a\n.\r\nRSET\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 1000, nil, "QUIT"},
-		{"CRLF.LF is no end for Drain", "a\r\n.\nRSET\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 1000, nil, "QUIT"},
+		{"LF.LF is no end for Drain", "a\n.\nRSET\r\n.\r\nQUIT\r\n", 0, ErrSmuggling, 1000, nil, "QUIT"},
+		{"CR.CR is no end for Drain", "a\r.\rRSET\r\n.\r\nQUIT\r\n", 0, ErrSmuggling, 1000, nil, "QUIT"},
+		{"LF.CRLF is no end for Drain", "a\n.\r\nRSET\r\n.\r\nQUIT\r\n", 0, ErrSmuggling, 1000, nil, "QUIT"},
+		{"CRLF.LF is no end for Drain", "a\r\n.\nRSET\r\n.\r\nQUIT\r\n", 0, ErrSmuggling, 1000, nil, "QUIT"},
 		{"bare LF at start, then end", "\n\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 1000, nil, "QUIT"},
 		{"bare CR before end", "a\r\r\n.\r\nQUIT\r\n", 0, ErrBareCR, 1000, nil, "QUIT"},
-		{"first line dot-LF, then LF.CRLF is no end", ".\n.\r\nRSET\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 1000, nil, "QUIT"},
+		{"first line dot-LF, then LF.CRLF is no end", ".\n.\r\nRSET\r\n.\r\nQUIT\r\n", 0, ErrSmuggling, 1000, nil, "QUIT"},
+		{"NUL before CRLF", "a\x00\r\n.\r\nQUIT\r\n", 0, ErrNUL, 1000, nil, "QUIT"},
+		{"NUL.NUL is no end for Drain", "a\r\n\x00.\x00\r\nRSET\r\n.\r\nQUIT\r\n", 0, ErrSmuggling, 1000, nil, "QUIT"},
 		{"drain limit", "a\n" + strings.Repeat("x", 10000) + "\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 5000, ErrDrainLimit, ""},
 		{"drain limit just enough", "a\nbc\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 8, nil, "QUIT"},
 		{"drain limit one short", "a\nbc\r\n.\r\nQUIT\r\n", 0, ErrBareLF, 7, ErrDrainLimit, ""},
@@ -186,6 +212,31 @@ func TestDataDrain(t *testing.T) {
 				t.Errorf("%s/%s: after Drain, ReadLine = %q, %v; want %q", tt.name, src.name, l, err, tt.next)
 			}
 		}
+	}
+}
+
+// Seq shows the smuggling sequence as it was sent, however it arrived.
+func TestDataSmugglingSeq(t *testing.T) {
+	for _, tt := range []struct{ in, seq string }{
+		{"a\n.\nMAIL", "<LF>.<LF>"},
+		{"a\r.\rMAIL", "<CR>.<CR>"},
+		{"a\n.\r\nMAIL", "<LF>.<CR><LF>"},
+		{"a\r\n.\nMAIL", "<CR><LF>.<LF>"},
+		{"a\r\n.\r\r\nMAIL", "<CR><LF>.<CR>"},
+		{"a\r\n\x00.\r\nMAIL", "<CR><LF><NUL>.<CR><LF>"},
+		{"a\r\n.\x00\r\nMAIL", "<CR><LF>.<NUL><CR><LF>"},
+		{".\nMAIL", "<CR><LF>.<LF>"},
+	} {
+		for _, src := range sources {
+			d := NewReader(src.wrap(strings.NewReader(tt.in))).Data(0)
+			if _, err := readData(d, 1); err != ErrSmuggling || d.Seq() != tt.seq {
+				t.Errorf("%s: %q: %v, Seq %q; want ErrSmuggling, %q", src.name, tt.in, err, d.Seq(), tt.seq)
+			}
+		}
+	}
+	d := NewReader(strings.NewReader("a\nb\r\n.\r\n")).Data(0)
+	if _, err := readData(d, 10); err != ErrBareLF || d.Seq() != "" {
+		t.Errorf("bare LF: %v, Seq %q; want ErrBareLF and no Seq", err, d.Seq())
 	}
 }
 

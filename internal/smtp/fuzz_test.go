@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"maps"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -124,19 +125,41 @@ func refData(in []byte, max int64) (int, error) {
 	bol := true
 	for i := 0; ; {
 		rest := in[i:]
+		if bol && (bytes.HasPrefix(rest, []byte(".")) || bytes.HasPrefix(rest, []byte{0})) {
+			switch {
+			case bytes.HasPrefix(rest, []byte(".\r\n")):
+				return i + 3, io.EOF
+			case bytes.HasPrefix([]byte(".\r\n"), rest):
+				return i, io.ErrUnexpectedEOF // cannot tell yet whether it is the end
+			}
+			switch refLax(rest) {
+			case laxYes:
+				return i, ErrSmuggling
+			case laxUnknown:
+				return i, io.ErrUnexpectedEOF
+			}
+			if rest[0] == 0 || rest[1] == 0 {
+				return i, ErrNUL
+			}
+		}
 		switch {
 		case len(rest) == 0:
 			return i, io.ErrUnexpectedEOF
-		case bol && bytes.HasPrefix(rest, []byte(".\r\n")):
-			return i + 3, io.EOF
-		case bol && (bytes.Equal(rest, []byte(".")) || bytes.Equal(rest, []byte(".\r"))):
-			return i, io.ErrUnexpectedEOF // cannot tell yet whether it is the end
-		case rest[0] == '\n':
-			return i, ErrBareLF
-		case rest[0] == '\r' && len(rest) == 1:
-			return i, io.ErrUnexpectedEOF
-		case rest[0] == '\r' && rest[1] != '\n':
+		case rest[0] == '\n' || rest[0] == '\r' && len(rest) > 1 && rest[1] != '\n':
+			switch refLax(rest[1:]) {
+			case laxYes:
+				return i, ErrSmuggling
+			case laxUnknown:
+				return i, io.ErrUnexpectedEOF
+			}
+			if rest[0] == '\n' {
+				return i, ErrBareLF
+			}
 			return i, ErrBareCR
+		case (rest[0] == '\r' || rest[0] == 0) && len(rest) == 1:
+			return i, io.ErrUnexpectedEOF
+		case rest[0] == 0 && (rest[1] == '\r' || rest[1] == '\n'):
+			return i, ErrNUL
 		case rest[0] == '\r':
 			if max > 0 && body+2 > max {
 				return i, ErrTooLarge
@@ -149,6 +172,31 @@ func refData(in []byte, max int64) (int, error) {
 			body, i, bol = body+1, i+1, false
 		}
 	}
+}
+
+const (
+	laxNo = iota
+	laxYes
+	laxUnknown // the input ends before it can tell
+)
+
+// laxRE is a lone dot between at most 8 NULs on each side, then a line end
+// of any kind; a CR there must be followed by one more byte (it is shown
+// with its LF, if any).
+var laxRE = regexp.MustCompile(`(?s)^\x00{0,8}\.\x00{0,8}(\n|\r.)`)
+
+// laxPrefixRE matches what more input could still turn into a laxRE match.
+var laxPrefixRE = regexp.MustCompile(`^\x00{0,8}(\.\x00{0,8}\r?)?$`)
+
+// refLax says whether b starts with a lax end of data.
+func refLax(b []byte) int {
+	switch {
+	case laxRE.Match(b):
+		return laxYes
+	case laxPrefixRE.Match(b):
+		return laxUnknown
+	}
+	return laxNo
 }
 
 func FuzzData(f *testing.F) {
@@ -181,7 +229,7 @@ func FuzzData(f *testing.F) {
 					t.Fatalf("%s: after DATA, %q left; want %q", src.name, rest, in[len(out):])
 				}
 			}
-			if err == ErrBareLF || err == ErrBareCR || err == ErrTooLarge {
+			if err == ErrBareLF || err == ErrBareCR || err == ErrNUL || err == ErrSmuggling || err == ErrTooLarge {
 				checkDrain(t, src.name, r, d, in, firstEnd(in, len(out)))
 			}
 

@@ -38,6 +38,14 @@ var (
 	// ErrBareCR means DATA contained a CR not followed by LF.
 	ErrBareCR = errors.New("smtp: bare CR in DATA")
 
+	// ErrNUL means DATA contained a NUL next to a line end or at the start
+	// of a line, where a receiver that drops NULs would read another line.
+	ErrNUL = errors.New("smtp: NUL next to a line end in DATA")
+
+	// ErrSmuggling means DATA contained a lone dot between line ends other
+	// than CRLF: an end of data to some receivers and not to others.
+	ErrSmuggling = errors.New("smtp: lax end of data in DATA")
+
 	// ErrTooLarge means the message exceeded the size limit.
 	ErrTooLarge = errors.New("smtp: message too large")
 

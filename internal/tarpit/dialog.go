@@ -4,31 +4,21 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"math"
+
+	"moat/internal/smtp"
 )
 
 // The dialog looks like a Postfix that relays for anyone: every MAIL and
-// RCPT is accepted, every message is "queued", nothing is ever sent on. The
-// replies are Postfix's own words so that a bot cannot tell it is held.
+// RCPT is accepted, every message is "queued", nothing is ever sent on. Its
+// words are the grey dialog's (internal/smtp's Words and Reply constants),
+// for the same commands in the same state, limits included, so that a bot
+// that compares cannot tell a held connection from a grey one but by its
+// pace. Only the recipients differ: the grey dialog defers them, the tarpit
+// takes them all, which is what a bot hopes to find.
 const (
-	replyMailOK     = "250 2.1.0 Ok\r\n"
-	replyRcptOK     = "250 2.1.5 Ok\r\n"
-	replyOK         = "250 2.0.0 Ok\r\n"
-	replyData       = "354 End data with <CR><LF>.<CR><LF>\r\n"
-	replyBye        = "221 2.0.0 Bye\r\n"
-	replyUnknown    = "502 5.5.2 Error: command not recognized\r\n"
-	replyBadSyntax  = "500 5.5.2 Error: bad syntax\r\n"
-	replyTooLong    = "500 5.5.0 Error: line too long\r\n"
-	replyNestedMail = "503 5.5.1 Error: nested MAIL command\r\n"
-	replyNeedMail   = "503 5.5.1 Error: need MAIL command\r\n"
-	replyNeedRcpt   = "503 5.5.1 Error: need RCPT command\r\n"
-	replyMailSyntax = "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
-	replyRcptSyntax = "501 5.5.4 Syntax: RCPT TO:<address>\r\n"
-	replyVrfySyntax = "501 5.5.4 Syntax: VRFY address\r\n"
-	replyEhloSyntax = "501 Syntax: EHLO hostname\r\n"
-	replyHeloSyntax = "501 Syntax: HELO hostname\r\n"
-	queuedPrefix    = "250 2.0.0 Ok: queued as "
-	queueIDLen      = 12
-	vrfyPrefix      = "252 2.0.0 "
+	queuedPrefix = "250 2.0.0 Ok: queued as "
+	queueIDLen   = 12
 )
 
 // Dialog phases, and the states of the DATA end detector (see scanData).
@@ -43,12 +33,12 @@ const (
 	dotDotCR     = 4 // after CRLF "." CR
 )
 
-// maxLine bounds a command line: RFC 5321 says 512 octets, bots pad and some
-// real clients send long ESMTP parameters, so we allow some slack and answer
-// "line too long" past it. The buffer is only allocated when a line spans two
-// reads, starting small, and is dropped as soon as the line is complete.
+// maxLine bounds a command line, as the grey dialog does (it is the same
+// limit, so the same line gets the same answer): longer ones get "line too
+// long". The buffer is only allocated when a line spans two reads, starting
+// small, and is dropped as soon as the line is complete.
 const (
-	maxLine          = 1000
+	maxLine          = smtp.MaxCommandLine
 	initialLineAlloc = 64
 )
 
@@ -66,8 +56,8 @@ func (s *session) feed(p []byte, now int64) int {
 			s.idle = now
 			if end {
 				s.phase = phaseCommand
-				s.inMail = false
-				s.msgs++
+				s.stage, s.rcpts = stageHelo, 0
+				s.msgs = min(s.msgs+1, math.MaxUint16)
 				s.out = s.queued()
 			}
 			continue
@@ -82,11 +72,13 @@ func (s *session) feed(p []byte, now int64) int {
 		if s.line != nil || s.overlong {
 			s.keep(line)
 			line = s.line
-		} else if len(line) > maxLine {
+		} else if len(bytes.TrimSuffix(line, []byte{'\r'})) > maxLine {
 			s.overlong = true
 		}
 		if s.overlong {
-			s.out = replyTooLong
+			s.fault(smtp.ReplyTooLong)
+		} else if s.cmds = min(s.cmds+1, math.MaxUint16); int(s.cmds) > s.t.maxCommands {
+			s.quit, s.out = true, s.t.words.TooManyCommands
 		} else {
 			s.command(line)
 		}
@@ -101,7 +93,7 @@ func (s *session) keep(p []byte) {
 	if s.overlong {
 		return
 	}
-	if len(s.line)+len(p) > maxLine {
+	if len(s.line)+len(p) > maxLine+1 { // room for the CR
 		s.line, s.overlong = nil, true
 		return
 	}
@@ -142,117 +134,128 @@ func (s *session) scanData(p []byte) (n int, end bool) {
 	return len(p), false
 }
 
-// command answers one command line (without its LF).
+// command answers one command line (without its LF), as the grey dialog
+// would in the same state.
 func (s *session) command(line []byte) {
 	line = bytes.TrimSuffix(line, []byte{'\r'})
-	verb, arg := line, []byte(nil)
-	if sp := bytes.IndexByte(line, ' '); sp >= 0 {
-		verb, arg = line[:sp], bytes.TrimLeft(line[sp+1:], " ")
-	}
+	c := smtp.ParseCommand(string(line))
 	t := s.t
-	switch {
-	case len(bytes.TrimSpace(line)) == 0:
-		s.out = replyBadSyntax
-	case is(verb, "EHLO"), is(verb, "HELO"):
+	switch c.Verb {
+	case "":
+		s.fault(smtp.ReplyBadSyntax)
+	case "EHLO", "HELO":
 		switch {
-		case len(arg) == 0 && is(verb, "EHLO"):
-			s.out = replyEhloSyntax
-		case len(arg) == 0:
-			s.out = replyHeloSyntax
-		case is(verb, "EHLO"):
-			s.inMail, s.out = false, t.ehlo
+		case c.Arg == "" && c.Verb == "EHLO":
+			s.fault(smtp.ReplyEhloSyntax)
+		case c.Arg == "":
+			s.fault(smtp.ReplyHeloSyntax)
+		case c.Verb == "EHLO":
+			// The grey dialog's EHLO as it is now: it follows what the
+			// backend offers.
+			s.stage, s.rcpts, s.out = stageHelo, 0, t.words.Offer().EHLO(false)
 		default:
-			s.inMail, s.out = false, t.helo
+			s.stage, s.rcpts, s.out = stageHelo, 0, t.words.HELO()
 		}
-	case is(verb, "MAIL"):
-		addr, ok := path(arg, "FROM:")
+	case "MAIL":
+		addr, params, err := smtp.ParseMail(c.Arg)
 		switch {
-		case s.inMail:
-			s.out = replyNestedMail
-		case !ok:
-			s.out = replyMailSyntax
+		case s.stage == stageGreeting:
+			s.fault(smtp.ReplyNeedHelo)
+		case s.inMail():
+			s.fault(smtp.ReplyNestedMail)
+		case err != nil:
+			s.fault(smtp.ReplyMailSyntax)
 		default:
-			s.inMail, s.out = true, replyMailOK
+			mp, err := smtp.CheckMailParams(params, t.words.Offer().Ext)
+			if err != nil {
+				s.fault(err.(*smtp.ParamError).Reply)
+				return
+			}
+			if !smtp.ASCII(addr) && !mp.SMTPUTF8 {
+				s.fault(smtp.ReplyNeedUTF8)
+				return
+			}
+			s.stage, s.out = stageMail, smtp.ReplyMailOK
+			if mp.SMTPUTF8 {
+				s.stage = stageMailUTF8
+			}
 			if t.ev.Mail != nil {
-				t.ev.Mail(s.client, string(addr))
+				t.ev.Mail(s.client, addr)
 			}
 		}
-	case is(verb, "RCPT"):
-		addr, ok := path(arg, "TO:")
+	case "RCPT":
+		if !s.inMail() {
+			s.fault(smtp.ReplyNeedMail)
+			return
+		}
+		addr, params, err := smtp.ParseRcpt(c.Arg)
+		if err != nil {
+			s.fault(smtp.ReplyRcptSyntax)
+			return
+		}
+		utf8 := s.stage == stageMailUTF8
+		if _, err := smtp.CheckRcptParams(params, t.words.Offer().Ext, utf8); err != nil {
+			s.fault(err.(*smtp.ParamError).Reply)
+			return
+		}
+		if !smtp.ASCII(addr) && !utf8 {
+			s.fault(smtp.ReplyNeedUTF8)
+			return
+		}
+		if s.rcpts = min(s.rcpts+1, math.MaxUint16); int(s.rcpts) > t.maxRcpts {
+			s.out = smtp.ReplyTooManyRcpts
+			return
+		}
+		// Any domain, foreign ones too: this is an open relay.
+		s.out = smtp.ReplyRcptOK
+		if t.ev.Rcpt != nil {
+			t.ev.Rcpt(s.client, addr)
+		}
+	case "DATA":
 		switch {
-		case !s.inMail:
-			s.out = replyNeedMail
-		case !ok:
-			s.out = replyRcptSyntax
+		case !s.inMail():
+			s.fault(smtp.ReplyNeedRcpt)
+		case s.rcpts == 0:
+			s.fault(smtp.ReplyNoRcpts)
 		default:
-			// Any domain, foreign ones too: this is an open relay.
-			s.out = replyRcptOK
-			if t.ev.Rcpt != nil {
-				t.ev.Rcpt(s.client, string(addr))
-			}
+			s.phase, s.dot, s.out = phaseData, dotLineStart, smtp.ReplyData
 		}
-	case is(verb, "DATA"):
-		// No RCPT bookkeeping: a session that entered with InMail may
-		// have had its RCPT answered by the grey dialog.
-		if !s.inMail {
-			s.out = replyNeedRcpt
+	case "RSET":
+		if s.stage > stageHelo {
+			s.stage = stageHelo
+		}
+		s.rcpts, s.out = 0, smtp.ReplyOK
+	case "NOOP":
+		s.out = smtp.ReplyOK
+	case "VRFY":
+		if c.Arg == "" {
+			s.fault(smtp.ReplyVrfySyntax)
 			return
 		}
-		s.phase, s.dot, s.out = phaseData, dotLineStart, replyData
-	case is(verb, "RSET"):
-		s.inMail, s.out = false, replyOK
-	case is(verb, "NOOP"):
-		s.out = replyOK
-	case is(verb, "VRFY"):
-		if len(arg) == 0 {
-			s.out = replyVrfySyntax
+		s.out = smtp.ReplyVrfy
+	case "QUIT":
+		s.quit, s.out = true, smtp.ReplyBye
+	case "STARTTLS":
+		if t.words.Offer().Ext.StartTLS {
+			// A Postfix whose certificate went missing says this;
+			// the tarpit never speaks TLS.
+			s.out = smtp.ReplyNoTLS
 			return
 		}
-		s.out = vrfyPrefix + printable(arg) + "\r\n"
-	case is(verb, "QUIT"):
-		s.quit, s.out = true, replyBye
+		s.fault(smtp.ReplyUnknown)
 	default:
-		// STARTTLS and AUTH land here too: they are not advertised, and a
-		// bot that insists gets the same answer as for any other noise.
-		s.out = replyUnknown
+		s.fault(smtp.ReplyUnknown)
 	}
 }
 
-// is reports whether verb is the command name, in any case.
-func is(verb []byte, name string) bool {
-	return len(verb) == len(name) && bytes.EqualFold(verb, []byte(name))
-}
-
-// path extracts the address of a MAIL FROM or RCPT TO argument as sent:
-// what is inside the angle brackets, or the first word if there are none.
-func path(arg []byte, prefix string) ([]byte, bool) {
-	if len(arg) < len(prefix) || !bytes.EqualFold(arg[:len(prefix)], []byte(prefix)) {
-		return nil, false
+// fault answers a client error; past max_errors the session ends, as the
+// grey dialog's does.
+func (s *session) fault(reply string) {
+	if s.errs = min(s.errs+1, math.MaxUint8); int(s.errs) > s.t.maxErrors {
+		s.quit, s.out = true, s.t.words.TooManyErrors
+		return
 	}
-	rest := bytes.TrimLeft(arg[len(prefix):], " ")
-	if len(rest) > 0 && rest[0] == '<' {
-		end := bytes.IndexByte(rest, '>')
-		if end < 0 {
-			return nil, false
-		}
-		return rest[1:end], true
-	}
-	if sp := bytes.IndexByte(rest, ' '); sp >= 0 {
-		rest = rest[:sp]
-	}
-	return rest, len(rest) > 0
-}
-
-// printable returns p with control bytes removed, so that an echoed
-// argument cannot end our reply line early or smuggle a second one.
-func printable(p []byte) string {
-	b := make([]byte, 0, len(p))
-	for _, c := range p {
-		if c >= ' ' && c != 0x7f {
-			b = append(b, c)
-		}
-	}
-	return string(b)
+	s.out = reply
 }
 
 // queued returns the end-of-DATA reply with a fresh queue ID.

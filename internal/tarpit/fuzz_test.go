@@ -3,6 +3,8 @@ package tarpit
 import (
 	"strings"
 	"testing"
+
+	"moat/internal/smtp"
 )
 
 // FuzzFeed throws arbitrary client bytes, split at an arbitrary size, at
@@ -25,7 +27,7 @@ func FuzzFeed(f *testing.F) {
 				t.Errorf("reply %q is not whole CRLF lines", r)
 			}
 		}
-		if !s.quit && len(replies) > 0 && replies[len(replies)-1] == replyBye {
+		if !s.quit && len(replies) > 0 && replies[len(replies)-1] == smtp.ReplyBye {
 			t.Error("221 without quit")
 		}
 	})

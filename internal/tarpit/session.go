@@ -26,19 +26,34 @@ type session struct {
 	line    []byte // a command line that spans reads; nil between lines
 	pending []byte // client bytes read but not yet processed (Start.Pending, stream reads)
 
-	fd    int32 // socket descriptor in fd mode; -1 in stream mode
-	idx   int32 // position in t.sessions
-	off   int32 // next byte of out to write
-	msgs  int32 // messages "queued"
-	phase uint8 // phaseCommand or phaseData
-	dot   uint8 // DATA end detector state, see scanData
+	fd    int32  // socket descriptor in fd mode; -1 in stream mode
+	idx   int32  // position in t.sessions
+	off   uint16 // next byte of out to write (replies are short)
+	msgs  uint16 // messages "queued" (saturating, like the counts below)
+	cmds  uint16 // commands, for max_commands
+	rcpts uint16 // recipients of the transaction, for max_rcpts
+	errs  uint8  // client errors, for max_errors
+	phase uint8  // phaseCommand or phaseData
+	dot   uint8  // DATA end detector state, see scanData
 
-	inMail   bool // MAIL accepted, RCPT and DATA may follow
-	quit     bool // QUIT answered: close once the reply is out
-	overlong bool // the command line being read went past maxLine: discard it
-	armed    bool // fd mode: EPOLLIN is in the interest set
+	stage    uint8 // where the dialog is: stageGreeting ... stageMailUTF8
+	quit     bool  // QUIT answered (or a limit hit): close once the reply is out
+	overlong bool  // the command line being read went past maxLine: discard it
+	armed    bool  // fd mode: EPOLLIN is in the interest set
 	closed   bool
 }
+
+// Dialog stages, one byte where three flags would not fit in the struct's
+// last word.
+const (
+	stageGreeting = iota // no EHLO or HELO yet
+	stageHelo            // greeted: MAIL may follow
+	stageMail            // MAIL accepted: RCPT and DATA may follow
+	stageMailUTF8        // MAIL accepted with SMTPUTF8: addresses may be UTF-8
+)
+
+// inMail reports whether a MAIL was accepted.
+func (s *session) inMail() bool { return s.stage >= stageMail }
 
 // owing reports whether the session has something to do before it needs
 // more input: a reply to stutter or bytes to process.

@@ -2,11 +2,13 @@
 // care to stay.
 //
 // It owns the tarpit dialog (it answers like a Postfix that relays for
-// anyone), the stutter (every byte of every reply, banner included, goes out
-// one byte per Stutter) and the bookkeeping of held connections. It must never
-// deliver, store or forward anything a client sends: there is no code path
-// from here to the backend, the tarpit never dials out, and DATA content is
-// discarded as it arrives.
+// anyone, in the grey dialog's words and limits, shared through
+// internal/smtp: a bot that compares hears the same from a grey session and
+// a held one, only slower), the stutter (every byte of every reply, banner
+// included, goes out one byte per Stutter) and the bookkeeping of held
+// connections. It must never deliver, store or forward anything a client
+// sends: there is no code path from here to the backend, the tarpit never
+// dials out, and DATA content is discarded as it arrives.
 //
 // The cost of a held connection is designed, not discovered, after OpenBSD
 // spamd: one poll loop reads for every held connection, one scheduler writes
@@ -18,14 +20,19 @@
 package tarpit
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"moat/internal/smtp"
+	"moat/internal/store"
 )
 
 // Defaults for the zero fields of Config.
@@ -38,9 +45,20 @@ const (
 )
 
 // Config sets the tarpit's limits. Zero fields take the defaults above;
-// Hostname is required.
+// Words or Hostname is required.
 type Config struct {
-	Hostname    string        // name in the banner, EHLO and HELO replies
+	// Words are the replies, shared with the grey dialog so that both
+	// speak alike; nil: the words of Hostname, with no greet delay and no
+	// STARTTLS.
+	Words    *smtp.Words
+	Hostname string // used when Words is nil
+
+	// The grey dialog's limits, applied alike: the session ends with
+	// the same 421 at the same count. Defaults 10, 1000 and 100.
+	MaxErrors   int
+	MaxCommands int
+	MaxRcpts    int
+
 	Stutter     time.Duration // time between two bytes written to a client; default 1s
 	MaxConns    int           // connections held at once; at the cap Hold refuses at once; default 15000
 	MaxBytes    int64         // bytes a client may send before it is dropped; default 10 MiB
@@ -63,10 +81,17 @@ type Events struct {
 
 // Start describes where in the SMTP dialog a connection enters the tarpit.
 type Start struct {
-	Greeted bool   // the client already got a banner (a session moved here from the grey dialog)
+	Greeted bool   // the client already got a banner, or its first line (a session moved here from the grey dialog)
+	Helo    bool   // EHLO or HELO was answered, so MAIL may follow
 	InMail  bool   // a MAIL was already accepted, so RCPT/DATA may follow
+	UTF8    bool   // that MAIL declared SMTPUTF8
+	Rcpts   int    // RCPT commands in the transaction so far
 	Reply   string // a reply (with CRLF) to stutter out first, e.g. the answer to the RCPT that hit a trap; "" for none
 	Pending []byte // client bytes already read but not yet answered; processed as if they had just arrived. Hold takes ownership.
+	// Source is why the host is black. The tarpit's last reply to a
+	// message may depend on it one day: evidence that proves a bot can
+	// be told 250, anything weaker deserves a 4xx.
+	Source store.Source
 }
 
 // Stats is a snapshot of the tarpit's counters.
@@ -83,8 +108,8 @@ type Tarpit struct {
 	cfg Config
 	ev  Events
 
-	// Replies that depend on the hostname, built once.
-	banner, ehlo, helo string
+	words                            *smtp.Words
+	maxErrors, maxCommands, maxRcpts int
 
 	base  time.Time // origin of the monotonic nanosecond clock used inside
 	wheel wheel
@@ -136,11 +161,14 @@ func New(cfg Config, ev Events) (*Tarpit, error) {
 // newTarpit builds a Tarpit without starting anything, so dialog tests can
 // drive sessions by hand.
 func newTarpit(cfg Config, ev Events) (*Tarpit, error) {
-	if cfg.Hostname == "" {
-		return nil, errors.New("tarpit: Hostname is empty: set the name the tarpit announces in its banner")
-	}
-	if strings.ContainsAny(cfg.Hostname, " \r\n\t") {
-		return nil, fmt.Errorf("tarpit: Hostname %q: must be one word without spaces or line breaks", cfg.Hostname)
+	if cfg.Words == nil {
+		if cfg.Hostname == "" {
+			return nil, errors.New("tarpit: Hostname is empty: set the name the tarpit announces in its banner")
+		}
+		if strings.ContainsAny(cfg.Hostname, " \r\n\t") {
+			return nil, fmt.Errorf("tarpit: Hostname %q: must be one word without spaces or line breaks", cfg.Hostname)
+		}
+		cfg.Words = smtp.NewWords(cfg.Hostname, false, false, 0)
 	}
 	for _, l := range []struct {
 		name string
@@ -151,6 +179,9 @@ func newTarpit(cfg Config, ev Events) (*Tarpit, error) {
 		{"MaxBytes", cfg.MaxBytes},
 		{"MaxDuration", int64(cfg.MaxDuration)},
 		{"IdleTimeout", int64(cfg.IdleTimeout)},
+		{"MaxErrors", int64(cfg.MaxErrors)},
+		{"MaxCommands", int64(cfg.MaxCommands)},
+		{"MaxRcpts", int64(cfg.MaxRcpts)},
 	} {
 		if l.v < 0 {
 			return nil, fmt.Errorf("tarpit: %s is negative (%d): use 0 for the default", l.name, l.v)
@@ -171,16 +202,16 @@ func newTarpit(cfg Config, ev Events) (*Tarpit, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	h := cfg.Hostname
 	t := &Tarpit{
-		cfg:     cfg,
-		ev:      ev,
-		banner:  "220 " + h + " ESMTP Postfix\r\n",
-		ehlo:    "250-" + h + "\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n",
-		helo:    "250 " + h + "\r\n",
-		base:    time.Now(),
-		qidSeed: randSeed(),
-		quit:    make(chan struct{}),
+		cfg:         cfg,
+		ev:          ev,
+		words:       cfg.Words,
+		maxErrors:   cmp.Or(cfg.MaxErrors, 10),
+		maxCommands: cmp.Or(cfg.MaxCommands, 1000),
+		maxRcpts:    cmp.Or(cfg.MaxRcpts, 100),
+		base:        time.Now(),
+		qidSeed:     randSeed(),
+		quit:        make(chan struct{}),
 	}
 	t.wheel.init(t, int64(cfg.Stutter))
 	// Timeouts are checked by a sweep rather than a timer per connection:
@@ -208,16 +239,24 @@ func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
 		fd:      -1,
 		start:   now,
 		idle:    now,
-		inMail:  st.InMail,
+		rcpts:   uint16(min(max(st.Rcpts, 0), math.MaxUint16)),
 		pending: st.Pending,
 	}
 	switch {
-	case !st.Greeted && st.Reply != "":
-		s.out = t.banner + st.Reply
-	case !st.Greeted:
-		s.out = t.banner
-	default:
-		s.out = st.Reply
+	case st.InMail && st.UTF8:
+		s.stage = stageMailUTF8
+	case st.InMail:
+		s.stage = stageMail
+	case st.Helo:
+		s.stage = stageHelo
+	}
+	s.out = st.Reply
+	if !st.Greeted {
+		s.out = t.words.Banner() + st.Reply
+	}
+	if len(s.out) > math.MaxUint16 {
+		// Replies are short; the write offset is 16 bits.
+		s.out = s.out[:math.MaxUint16]
 	}
 	if fd, ok := t.poll.fdOf(conn); ok {
 		s.fd = fd

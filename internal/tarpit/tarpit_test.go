@@ -20,8 +20,9 @@ const (
 )
 
 var (
-	banner = "220 " + testHost + " ESMTP Postfix\r\n"
-	ehlo   = "250-" + testHost + "\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
+	// The grey dialog's words, with no greet delay and no STARTTLS.
+	banner = "220 " + testHost + " ESMTP\r\n"
+	ehlo   = "250-" + testHost + "\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n"
 	// queued stands for the end-of-DATA reply; its ID is checked by pattern.
 	queued = "250 2.0.0 Ok: queued as " + qidMark + "\r\n"
 )
@@ -205,7 +206,7 @@ func TestDialog(t *testing.T) {
 			{"mail from: <a@b.example>\r\n", "250 2.1.0 Ok\r\n"},
 			{"RSET\r\n", "250 2.0.0 Ok\r\n"},
 			{"RCPT TO:<x@y.example>\r\n", "503 5.5.1 Error: need MAIL command\r\n"},
-			{"VRFY postmaster\r\n", "252 2.0.0 postmaster\r\n"},
+			{"VRFY postmaster\r\n", "252 2.0.0 Send some mail, I'll try my best\r\n"},
 			{"VRFY\r\n", "501 5.5.4 Syntax: VRFY address\r\n"},
 			{"quit\r\n", "221 2.0.0 Bye\r\n"},
 			{"", eof},
@@ -216,15 +217,20 @@ func TestDialog(t *testing.T) {
 			{"AUTH LOGIN\r\n", "502 5.5.2 Error: command not recognized\r\n"},
 			{"GET / HTTP/1.0\r\n", "502 5.5.2 Error: command not recognized\r\n"},
 			{"\r\n", "500 5.5.2 Error: bad syntax\r\n"},
-			{"EHLO\r\n", "501 Syntax: EHLO hostname\r\n"},
-			{"HELO\r\n", "501 Syntax: HELO hostname\r\n"},
+			{"EHLO\r\n", "501 5.5.4 Syntax: EHLO hostname\r\n"},
+			{"HELO\r\n", "501 5.5.4 Syntax: HELO hostname\r\n"},
 			{"DATA\r\n", "503 5.5.1 Error: need RCPT command\r\n"},
+			{"MAIL FROM:<a@b>\r\n", "503 5.5.1 Error: send HELO/EHLO first\r\n"},
+			{"HELO x\r\n", "250 " + testHost + "\r\n"},
 			{"MAIL TO:<a@b>\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"},
+			{"MAIL FROM:<a@b> FOO=BAR\r\n", "555 5.5.4 Unsupported option: FOO\r\n"},
+			{"MAIL FROM:<\xc3\xa9@b>\r\n", "553 5.6.7 Must declare SMTPUTF8 to send unicode address\r\n"},
 			{"MAIL FROM:<a@b>\r\n", "250 2.1.0 Ok\r\n"},
 			{"MAIL FROM:<a@b>\r\n", "503 5.5.1 Error: nested MAIL command\r\n"},
 			{"RCPT FROM:<a@b>\r\n", "501 5.5.4 Syntax: RCPT TO:<address>\r\n"},
+			{"DATA\r\n", "554 5.5.1 Error: no valid recipients\r\n"},
 			{"NOOP " + strings.Repeat("x", maxLine) + "\r\n", "500 5.5.0 Error: line too long\r\n"},
-			{"VRFY a\x01b\r\n", "252 2.0.0 ab\r\n"},
+			{"VRFY a\x01b\r\n", "252 2.0.0 Send some mail, I'll try my best\r\n"},
 			{"NOOP\n", "250 2.0.0 Ok\r\n"}, // bare LF ends a command line, as in Postfix
 		}},
 	}
@@ -232,7 +238,7 @@ func TestDialog(t *testing.T) {
 		for _, sc := range scripts {
 			t.Run(mode+"/"+sc.name, func(t *testing.T) {
 				t.Parallel()
-				r := newRig(t, Config{}, Events{}, mode, nil)
+				r := newRig(t, Config{MaxErrors: 100}, Events{}, mode, nil)
 				runScript(t, r.dial(t), sc.steps)
 			})
 		}
@@ -284,8 +290,8 @@ func TestDataEndsOnlyAtCRLFDotCRLF(t *testing.T) {
 			c := r.dial(t)
 			runScript(t, c, []step{
 				{"", banner},
-				{"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
-					"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
+				{"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
+					"250 " + testHost + "\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
 			})
 			c.send("one\n.\nRSET\r\n")
 			c.send("two\r.\rNOOP\r\n")
@@ -303,6 +309,8 @@ func TestQueueIDsDiffer(t *testing.T) {
 	r := newRig(t, Config{}, Events{}, "fd", nil)
 	c := r.dial(t)
 	c.expect(banner)
+	c.send("HELO x\r\n")
+	c.expect("250 " + testHost + "\r\n")
 	seen := map[string]bool{}
 	for range 3 {
 		c.send("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
@@ -413,8 +421,8 @@ func TestMaxBytes(t *testing.T) {
 			c := r.dial(t)
 			runScript(t, c, []step{
 				{"", banner},
-				{"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
-					"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
+				{"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
+					"250 " + testHost + "\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
 			})
 			line := strings.Repeat("z", 98) + "\r\n"
 			for range 64 {

@@ -1,0 +1,297 @@
+package dialog
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"moat/internal/smtp"
+)
+
+// Replies for a backend that cannot take part: always 4xx, so the client
+// keeps its mail and tries again.
+const (
+	replyUnavailable = "451 4.4.1 Error: mail server unavailable, please try again later\r\n"
+	replyLost        = "451 4.4.2 Error: connection to the mail server lost, please try again later\r\n"
+	replyTryLater    = "451 4.3.0 Error: please try again later\r\n"
+)
+
+// quitWait bounds how long moat waits for the backend's answer to QUIT.
+const quitWait = 5 * time.Second
+
+// backendConn is the session's connection to the real mail server.
+type backendConn struct {
+	c       net.Conn
+	r       *bufio.Reader
+	timeout time.Duration
+	ext     smtp.Extensions // what this connection's EHLO offered
+	inTx    bool            // it has the transaction's MAIL and its recipients
+}
+
+func (b *backendConn) cmd(line string) (smtp.Reply, error) {
+	b.c.SetWriteDeadline(time.Now().Add(b.timeout))
+	if _, err := io.WriteString(b.c, line+"\r\n"); err != nil {
+		return smtp.Reply{}, err
+	}
+	return b.reply(b.timeout)
+}
+
+func (b *backendConn) reply(timeout time.Duration) (smtp.Reply, error) {
+	b.c.SetReadDeadline(time.Now().Add(timeout))
+	return smtp.ReadReply(b.r, 100)
+}
+
+// dropBackend ends the backend's side of the session with QUIT, which
+// aborts any transaction there: nothing is delivered.
+func (s *session) dropBackend() {
+	b := s.backend
+	if b == nil {
+		return
+	}
+	s.backend = nil
+	// The backend's answer lets it log a clean end; it is not needed.
+	b.c.SetDeadline(time.Now().Add(min(s.cfg.BackendTimeout, quitWait)))
+	if _, err := io.WriteString(b.c, "QUIT\r\n"); err == nil {
+		smtp.ReadReply(b.r, 100)
+	}
+	b.c.Close()
+}
+
+// abandonBackend closes the backend connection in the middle of a
+// message, without a word: whatever it got of the message has no end, so
+// it discards it. (QUIT would be taken for message content.)
+func (s *session) abandonBackend() {
+	if s.backend != nil {
+		s.backend.c.Close()
+		s.backend = nil
+	}
+}
+
+// lostBackend answers a command whose backend connection broke.
+func (s *session) lostBackend(err error) answer {
+	s.abandonBackend()
+	s.verdict(BackendLost, err.Error())
+	return reply(replyLost)
+}
+
+// relayed is the answer to give the client for a backend's reply. A
+// backend's verdict on the sender, a recipient or the message is passed
+// on as it is; a reply that can only mean trouble between moat and the
+// backend becomes a 4xx, since moat never sends a command out of order or
+// one it did not check: 421 (the backend is closing), and 500, 502, 503,
+// 504 and 555 (it did not take moat's command).
+func (s *session) relayed(r smtp.Reply) string {
+	switch r.Code {
+	case 421:
+		s.dropBackend()
+		s.verdict(BackendLost, "backend: "+oneLine(r))
+		return temporary(r)
+	case 500, 502, 503, 504, 555:
+		s.verdict(BackendLost, "backend: "+oneLine(r))
+		return temporary(r)
+	}
+	return r.String()
+}
+
+// temporary turns a backend's refusal into a 451 with its text: the
+// client keeps the mail, and learns what the backend said.
+func temporary(r smtp.Reply) string {
+	lines := make([]string, len(r.Lines))
+	for i, l := range r.Lines {
+		// Keep the enhanced status code in the same class as the reply
+		// code (RFC 3463): "5.7.1 …" becomes "4.7.1 …".
+		if len(l) > 4 && (l[0] == '2' || l[0] == '5') && l[1] == '.' {
+			l = "4" + l[1:]
+		}
+		lines[i] = l
+	}
+	if len(lines) == 0 {
+		return replyTryLater
+	}
+	return smtp.Reply{Code: 451, Lines: lines}.String()
+}
+
+func oneLine(r smtp.Reply) string {
+	return strings.TrimSpace(strings.ReplaceAll(r.String(), "\r\n", " "))
+}
+
+// sync brings the backend to where the session is: connected and greeted,
+// and, in a transaction, with its MAIL and every recipient the client was
+// told 250 for. This is the robust hand-off: whenever the backend refused
+// or dropped, the next command that needs it comes here and replays the
+// session before anything else. It returns the backend's reply to a MAIL
+// it sent, or, when the backend cannot be brought there, the answer for
+// the command at hand, always a 4xx for a backend problem.
+func (s *session) sync() (smtp.Reply, *answer) {
+	if s.backend == nil {
+		if a := s.connect(); a != nil {
+			return smtp.Reply{}, a
+		}
+	}
+	b, tx := s.backend, s.tx
+	if tx == nil || b.inTx {
+		return smtp.Reply{}, nil
+	}
+	if a := s.lacks(tx.params.Needs()); a != nil {
+		return smtp.Reply{}, a
+	}
+	mail, err := b.cmd("MAIL FROM:<" + tx.from + ">" + tx.params.String())
+	if err != nil {
+		a := s.lostBackend(err)
+		return smtp.Reply{}, &a
+	}
+	if mail.Code/100 != 2 {
+		a := reply(s.relayed(mail))
+		return mail, &a
+	}
+	b.inTx = true
+	for _, rc := range tx.rcpts {
+		r, err := b.cmd("RCPT TO:<" + rc.addr + ">" + rc.params.String())
+		if err != nil || r.Code/100 != 2 {
+			// The client was told 250 for this recipient and the
+			// backend will not take it now: the message can only be
+			// deferred, as a whole.
+			tx.lost = true
+			s.dropBackend()
+			why := "backend refused a recipient again: " + oneLine(r)
+			if err != nil {
+				why = "backend lost while replaying recipients: " + err.Error()
+			}
+			s.verdict(BackendLost, why)
+			a := reply(replyTryLater)
+			return smtp.Reply{}, &a
+		}
+	}
+	return mail, nil
+}
+
+// lacks answers 4xx when the backend connection does not offer an
+// extension the client uses: moat offered it, from what the backend
+// offered before; its next EHLO will not.
+func (s *session) lacks(need smtp.Extensions) *answer {
+	if kw := s.backend.ext.Lacks(need); kw != "" {
+		s.verdict(BackendUnavailable, "backend does not offer "+kw)
+		a := reply(replyTryLater)
+		return &a
+	}
+	return nil
+}
+
+// connect dials the backend and greets it as the client greeted moat.
+func (s *session) connect() *answer {
+	b, refused, err := s.dial(false)
+	switch {
+	case err != nil:
+		s.verdict(BackendUnavailable, "backend: "+err.Error())
+		a := reply(replyUnavailable)
+		return &a
+	case refused != nil:
+		// A backend that will not even greet us is an outage or a
+		// misconfiguration as far as this client can tell; a 5xx would
+		// bounce mail a healthy backend would take.
+		s.verdict(BackendUnavailable, "backend refused: "+oneLine(*refused))
+		a := reply(temporary(*refused))
+		return &a
+	}
+	s.backend = b
+	return nil
+}
+
+// dial connects to the backend (with the client's address and TLS use in
+// the PROXY header), reads its banner and replays the client's greeting.
+// When the client spoke TLS, the backend offers STARTTLS and is not on
+// this machine's loopback, the connection goes on under TLS; plain asks
+// for no TLS (a handshake failed). A reply other than success is returned
+// as refused.
+func (s *session) dial(plain bool) (*backendConn, *smtp.Reply, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.BackendTimeout)
+	defer cancel()
+	c, err := s.be.DialTLS(ctx, s.peer.Remote, s.peer.Local, s.tls)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &backendConn{c: c, r: bufio.NewReaderSize(c, 1024), timeout: s.cfg.BackendTimeout}
+	banner, err := b.reply(s.cfg.BackendTimeout)
+	if err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("banner: %w", err)
+	}
+	if banner.Code != 220 {
+		c.Close()
+		return nil, &banner, nil
+	}
+	r, err := b.greet(s.helo, s.ehlo)
+	if err != nil || r.Code != 250 {
+		c.Close()
+		return nil, refusal(r, err), err
+	}
+	if !s.ehlo {
+		return b, nil, nil
+	}
+	b.ext = smtp.ParseEHLO(r)
+	// Every hand-off tells moat what the backend offers now, and so what
+	// moat offers grey hosts (and the tarpit's EHLO with it).
+	s.words.Learn(b.ext)
+	if plain || s.tls == nil || s.cfg.BackendTLS == nil || !b.ext.StartTLS || onLoopback(c.RemoteAddr()) {
+		return b, nil, nil
+	}
+	if r, err := b.cmd("STARTTLS"); err != nil || r.Code != 220 {
+		if err != nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("STARTTLS: %w", err)
+		}
+		return b, nil, nil // refused: the session goes on in the clear
+	}
+	tc := tls.Client(c, s.cfg.BackendTLS)
+	tc.SetDeadline(time.Now().Add(s.cfg.BackendTimeout))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		// Opportunistic, as MTAs do among themselves: a backend whose
+		// TLS is broken still gets the mail, on a new connection.
+		c.Close()
+		return s.dial(true)
+	}
+	tc.SetDeadline(time.Time{})
+	b.c, b.r = tc, bufio.NewReaderSize(tc, 1024)
+	r, err = b.greet(s.helo, true)
+	if err != nil || r.Code != 250 {
+		tc.Close()
+		return nil, refusal(r, err), err
+	}
+	b.ext = smtp.ParseEHLO(r)
+	return b, nil, nil
+}
+
+// greet sends EHLO or HELO with the client's name.
+func (b *backendConn) greet(name string, ehlo bool) (smtp.Reply, error) {
+	verb := "HELO "
+	if ehlo {
+		verb = "EHLO "
+	}
+	r, err := b.cmd(verb + name)
+	if err != nil {
+		return r, fmt.Errorf("%s: %w", strings.TrimSpace(verb), err)
+	}
+	return r, nil
+}
+
+// refusal is r as a refusal, or nil when there was an error instead.
+func refusal(r smtp.Reply, err error) *smtp.Reply {
+	if err != nil {
+		return nil
+	}
+	return &r
+}
+
+// onLoopback reports whether a is a loopback address: a connection that
+// never leaves this machine needs no TLS of its own.
+func onLoopback(a net.Addr) bool {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	return false
+}

@@ -1,0 +1,153 @@
+package dialog
+
+import (
+	"errors"
+
+	"moat/internal/classify"
+	"moat/internal/smtp"
+	"moat/internal/tarpit"
+)
+
+// Replies of the envelope phase that only the grey dialog gives.
+const (
+	replyTempFail = "451 4.3.0 Temporary failure, please try again later\r\n"
+	// A trap named through a host that is vouched for: refused like an
+	// unknown mailbox, and the session goes on.
+	replyRcptRefused   = "550 5.1.1 Recipient address rejected: User unknown\r\n"
+	replySenderRefused = "550 5.1.0 Sender address rejected: User unknown\r\n"
+)
+
+// mail answers MAIL. The host's class is read again and the sender checked
+// against the traps; once the backend is attached, it gets the command and
+// its reply is the answer.
+func (s *session) mail(arg string) answer {
+	switch {
+	case s.helo == "":
+		return fault(smtp.ReplyNeedHelo)
+	case s.tx != nil:
+		return fault(smtp.ReplyNestedMail)
+	}
+	addr, params, err := smtp.ParseMail(arg)
+	if err != nil {
+		return fault(smtp.ReplyMailSyntax)
+	}
+	mp, err := smtp.CheckMailParams(params, s.offered())
+	if err != nil {
+		return fault(paramReply(err))
+	}
+	if !smtp.ASCII(addr) && !mp.SMTPUTF8 {
+		return fault(smtp.ReplyNeedUTF8)
+	}
+	sender := ""
+	if addr != "" {
+		if sender, err = smtp.Normalize(addr); err != nil {
+			return fault(smtp.ReplyBadSender)
+		}
+	}
+	s.res.Sender = sender
+	d, err := s.eng.Mail(s.client, sender)
+	switch d.Action {
+	case classify.Trap, classify.Black:
+		return s.black(d, err, smtp.ReplyMailOK, true)
+	case classify.Refuse:
+		s.verdict(Refused, d.Reason)
+		s.note("not stored", err)
+		return reply(replySenderRefused)
+	}
+	s.tx = &transaction{from: addr, sender: sender, params: mp}
+	if !s.passed {
+		return reply(smtp.ReplyMailOK)
+	}
+	r, failed := s.sync()
+	if failed != nil {
+		s.tx = nil
+		return *failed
+	}
+	return reply(s.relayed(r))
+}
+
+// paramReply is the answer to a parameter moat does not take.
+func paramReply(err error) string {
+	var pe *smtp.ParamError
+	if errors.As(err, &pe) {
+		return pe.Reply
+	}
+	return smtp.ReplyMailSyntax
+}
+
+// rcpt answers RCPT: the limits, then the traps and the host's class, then
+// the greylist until a retry passes; from then on the backend decides.
+func (s *session) rcpt(arg string) answer {
+	if s.tx == nil {
+		return fault(smtp.ReplyNeedMail)
+	}
+	s.res.Rcpts++
+	addr, params, err := smtp.ParseRcpt(arg)
+	if err != nil {
+		return fault(smtp.ReplyRcptSyntax)
+	}
+	rp, err := smtp.CheckRcptParams(params, s.offered(), s.tx.params.SMTPUTF8)
+	if err != nil {
+		return fault(paramReply(err))
+	}
+	if !smtp.ASCII(addr) && !s.tx.params.SMTPUTF8 {
+		return fault(smtp.ReplyNeedUTF8)
+	}
+	rcpt, err := smtp.Normalize(addr)
+	if err != nil {
+		return fault(smtp.ReplyBadRcpt)
+	}
+	if s.tx.count++; s.tx.count > s.cfg.MaxRcpts {
+		// Temporary: the client sends the rest in another transaction.
+		return reply(smtp.ReplyTooManyRcpts)
+	}
+	judge := s.eng.Rcpt
+	if s.passed {
+		judge = s.eng.RcptPassed
+	}
+	d, err := judge(s.client, s.tx.sender, rcpt)
+	switch d.Action {
+	case classify.Trap, classify.Black:
+		// The reply looks like any other recipient's; the rest of the
+		// session is the tarpit's.
+		look := smtp.ReplyGreylisted
+		if s.passed {
+			look = smtp.ReplyRcptOK
+		}
+		return s.black(d, err, look, true)
+	case classify.Refuse:
+		s.verdict(Refused, d.Reason)
+		s.note("not stored", err)
+		return reply(replyRcptRefused)
+	case classify.Pass:
+		if !s.passed {
+			s.passed, s.res.HandedOff = true, true
+			s.passReason = d.Reason
+			s.verdict(Passed, d.Reason)
+		}
+		return s.backendRcpt(recipient{addr: addr, params: rp}, rcpt)
+	}
+	if err != nil {
+		// The store could not be asked: defer, never reject.
+		s.verdict(TempFail, err.Error())
+		return reply(replyTempFail)
+	}
+	s.res.Deferred++
+	s.verdict(Greylisted, d.Reason)
+	return reply(smtp.ReplyGreylisted)
+}
+
+// black moves the session to the tarpit: its host is black now, by a trap
+// named in this command (d.Action is Trap) or by what another connection
+// or the operator did. look is the reply the command gets, the one it
+// would have got had nothing happened; inMail says a transaction is open.
+func (s *session) black(d classify.Decision, err error, look string, inMail bool) answer {
+	v := Black
+	if d.Action == classify.Trap {
+		v = Trap
+	}
+	s.verdict(v, d.Reason)
+	s.note("not stored", err)
+	s.toTarpit(tarpit.Start{Greeted: true, InMail: inMail, Reply: look, Pending: s.r.Pending(), Source: d.Source})
+	return over
+}

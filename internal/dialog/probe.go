@@ -1,0 +1,70 @@
+package dialog
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"moat/internal/smtp"
+)
+
+// ProbeEvery is how often Watch reads the backend's EHLO. Hand-offs read
+// it too, so a busy moat hears of a change sooner.
+const ProbeEvery = 10 * time.Minute
+
+// The probe presents itself to the backend as coming from loopback, as
+// the trap prober does: every backend behind moat must accept moat's own
+// connections.
+var (
+	probeRemote = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0}
+	probeLocal  = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25}
+)
+
+// Probe reads the backend's EHLO and sets what moat offers from it (see
+// smtp.Words.Learn). It returns the backend's extensions and whether the
+// offer changed.
+func Probe(ctx context.Context, cfg *Config, be Backend) (smtp.Extensions, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.BackendTimeout)
+	defer cancel()
+	c, err := be.DialTLS(ctx, probeRemote, probeLocal, nil)
+	if err != nil {
+		return smtp.Extensions{}, false, err
+	}
+	defer c.Close()
+	b := &backendConn{c: c, r: bufio.NewReaderSize(c, 1024), timeout: cfg.BackendTimeout}
+	banner, err := b.reply(cfg.BackendTimeout)
+	if err != nil {
+		return smtp.Extensions{}, false, fmt.Errorf("banner: %w", err)
+	}
+	if banner.Code != 220 {
+		return smtp.Extensions{}, false, fmt.Errorf("banner: %s", oneLine(banner))
+	}
+	r, err := b.greet(cfg.Words.Host(), true)
+	if err != nil {
+		return smtp.Extensions{}, false, err
+	}
+	b.cmd("QUIT")
+	if r.Code != 250 {
+		return smtp.Extensions{}, false, fmt.Errorf("EHLO: %s", oneLine(r))
+	}
+	ext := smtp.ParseEHLO(r)
+	return ext, cfg.Words.Learn(ext), nil
+}
+
+// Watch probes the backend now and every ProbeEvery until ctx is done,
+// telling report of each result (changed: moat's offer changed).
+func Watch(ctx context.Context, cfg *Config, be Backend, report func(ext smtp.Extensions, changed bool, err error)) {
+	t := time.NewTicker(ProbeEvery)
+	defer t.Stop()
+	for {
+		ext, changed, err := Probe(ctx, cfg, be)
+		report(ext, changed, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
