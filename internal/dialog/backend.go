@@ -120,54 +120,101 @@ func oneLine(r smtp.Reply) string {
 	return strings.TrimSpace(strings.ReplaceAll(r.String(), "\r\n", " "))
 }
 
-// sync brings the backend to where the session is: connected and greeted,
-// and, in a transaction, with its MAIL and every recipient the client was
-// told 250 for. This is the robust hand-off: whenever the backend refused
-// or dropped, the next command that needs it comes here and replays the
-// session before anything else. It returns the backend's reply to a MAIL
-// it sent, or, when the backend cannot be brought there, the answer for
-// the command at hand, always a 4xx for a backend problem.
-func (s *session) sync() (smtp.Reply, *answer) {
+// exchange brings the backend to where the session is and, unless line is
+// "", sends it line and returns its reply; need are the extensions line
+// uses. This is the robust hand-off: whenever the backend refused or
+// dropped, the next command that needs it comes here, dials again and
+// replays EHLO, MAIL and every recipient the client was told 250 for,
+// before anything else. A connection kept from an earlier command that
+// answers 421 or fails at once was closed under us (the backend timed it
+// out while the client was idle): it is replaced once before the client
+// hears of it. When the backend cannot be brought there, the answer is
+// for the command at hand, and always a 4xx for a backend problem.
+//
+// With line "", the reply is the backend's to the MAIL sent, if one was.
+func (s *session) exchange(line string, need smtp.Extensions) (smtp.Reply, *answer) {
+	for retry := s.backend != nil; ; retry = false {
+		r, a, stale, err := s.tryExchange(line, need)
+		switch {
+		case !stale:
+			return r, a
+		case !retry:
+			return r, s.failed(r, err)
+		}
+		s.abandonBackend()
+	}
+}
+
+// tryExchange is one attempt of exchange; stale says the connection broke
+// (err) or is closing (r is a 421) before it answered anything else: a
+// kept one may be replaced.
+func (s *session) tryExchange(line string, need smtp.Extensions) (r smtp.Reply, a *answer, stale bool, err error) {
 	if s.backend == nil {
 		if a := s.connect(); a != nil {
-			return smtp.Reply{}, a
+			return r, a, false, nil
 		}
 	}
 	b, tx := s.backend, s.tx
-	if tx == nil || b.inTx {
-		return smtp.Reply{}, nil
-	}
-	if a := s.lacks(tx.params.Needs()); a != nil {
-		return smtp.Reply{}, a
-	}
-	mail, err := b.cmd("MAIL FROM:<" + tx.from + ">" + tx.params.String())
-	if err != nil {
-		a := s.lostBackend(err)
-		return smtp.Reply{}, &a
-	}
-	if mail.Code/100 != 2 {
-		a := reply(s.relayed(mail))
-		return mail, &a
-	}
-	b.inTx = true
-	for _, rc := range tx.rcpts {
-		r, err := b.cmd("RCPT TO:<" + rc.addr + ">" + rc.params.String())
-		if err != nil || r.Code/100 != 2 {
-			// The client was told 250 for this recipient and the
-			// backend will not take it now: the message can only be
-			// deferred, as a whole.
-			tx.lost = true
-			s.dropBackend()
-			why := "backend refused a recipient again: " + oneLine(r)
-			if err != nil {
-				why = "backend lost while replaying recipients: " + err.Error()
-			}
-			s.verdict(BackendLost, why)
-			a := reply(replyTryLater)
-			return smtp.Reply{}, &a
+	if tx != nil && !b.inTx {
+		if a := s.lacks(tx.params.Needs()); a != nil {
+			return r, a, false, nil
 		}
+		params := tx.params
+		if !s.ehlo {
+			// After HELO no parameter means anything to the backend;
+			// SIZE, the only one moat took, was checked.
+			params = smtp.MailParams{}
+		}
+		mail, err := b.cmd("MAIL FROM:<" + tx.from + ">" + params.String())
+		if err != nil || mail.Code == 421 {
+			return mail, nil, true, err
+		}
+		if mail.Code/100 != 2 {
+			a := reply(s.relayed(mail))
+			return mail, &a, false, nil
+		}
+		b.inTx = true
+		for _, rc := range tx.rcpts {
+			rr, err := b.cmd("RCPT TO:<" + rc.addr + ">" + rc.params.String())
+			if err != nil || rr.Code == 421 {
+				return rr, nil, true, err
+			}
+			if rr.Code/100 != 2 {
+				// The client was told 250 for this recipient and the
+				// backend will not take it now: the message can only be
+				// deferred, as a whole.
+				tx.lost = true
+				s.dropBackend()
+				s.verdict(BackendLost, "backend refused a recipient again: "+oneLine(rr))
+				a := reply(replyTryLater)
+				return rr, &a, false, nil
+			}
+		}
+		r = mail
 	}
-	return mail, nil
+	if line == "" {
+		return r, nil, false, nil
+	}
+	if a := s.lacks(need); a != nil {
+		return r, a, false, nil
+	}
+	r, err = b.cmd(line)
+	if err != nil || r.Code == 421 {
+		return r, nil, true, err
+	}
+	return r, nil, false, nil
+}
+
+// failed is the answer for a command whose backend connection broke (err)
+// or is closing (a 421 reply).
+func (s *session) failed(r smtp.Reply, err error) *answer {
+	var a answer
+	if err != nil {
+		a = s.lostBackend(err)
+	} else {
+		a = reply(s.relayed(r))
+	}
+	return &a
 }
 
 // lacks answers 4xx when the backend connection does not offer an

@@ -8,7 +8,6 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/smtp"
-	"moat/internal/tarpit"
 )
 
 // backendRcpt gives a recipient that passed the policy to the backend and
@@ -18,15 +17,9 @@ func (s *session) backendRcpt(rc recipient, norm string) answer {
 	if s.tx.lost {
 		return reply(replyTryLater)
 	}
-	if _, failed := s.sync(); failed != nil {
+	r, failed := s.exchange("RCPT TO:<"+rc.addr+">"+rc.params.String(), rc.params.Needs())
+	if failed != nil {
 		return *failed
-	}
-	if a := s.lacks(rc.params.Needs()); a != nil {
-		return *a
-	}
-	r, err := s.backend.cmd("RCPT TO:<" + rc.addr + ">" + rc.params.String())
-	if err != nil {
-		return s.lostBackend(err)
 	}
 	if h := s.cfg.Hooks.BackendRcpt; h != nil {
 		h(s.client, norm, r)
@@ -56,19 +49,16 @@ func (s *session) data(arg string) answer {
 		// The tarpit answers the DATA itself, and swallows the message.
 		s.verdict(Black, d.Reason)
 		pending := append([]byte("DATA\r\n"), s.r.Pending()...)
-		s.toTarpit(tarpit.Start{Greeted: true, InMail: true, Pending: pending, Source: d.Source})
+		s.toTarpit(s.handOver(true, "", pending, d.Source))
 		return over
 	case classify.Defer:
 		s.verdict(TempFail, "store unavailable before DATA")
 		s.note("store", err)
 		return reply(replyTempFail)
 	}
-	if _, failed := s.sync(); failed != nil {
+	r, failed := s.exchange("DATA", smtp.Extensions{})
+	if failed != nil {
 		return *failed
-	}
-	r, err := s.backend.cmd("DATA")
-	if err != nil {
-		return s.lostBackend(err)
 	}
 	if r.Code != 354 {
 		return reply(s.relayed(r))

@@ -339,8 +339,9 @@ func (s *session) note(what string, err error) {
 // reset ends the mail transaction on both sides (RSET, and the implicit
 // reset of EHLO and HELO).
 func (s *session) reset() {
-	if s.tx != nil && s.backend != nil {
-		if r, err := s.backend.cmd("RSET"); err != nil || r.Code != 250 {
+	if b := s.backend; s.tx != nil && b != nil && b.inTx {
+		b.inTx = false
+		if r, err := b.cmd("RSET"); err != nil || r.Code != 250 {
 			// The backend will not start afresh: a new connection will.
 			s.dropBackend()
 		}

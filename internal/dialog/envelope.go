@@ -5,6 +5,7 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/smtp"
+	"moat/internal/store"
 	"moat/internal/tarpit"
 )
 
@@ -45,22 +46,26 @@ func (s *session) mail(arg string) answer {
 		}
 	}
 	s.res.Sender = sender
+	s.tx = &transaction{from: addr, sender: sender, params: mp}
 	d, err := s.eng.Mail(s.client, sender)
 	switch d.Action {
 	case classify.Trap, classify.Black:
 		return s.black(d, err, smtp.ReplyMailOK, true)
 	case classify.Refuse:
+		s.tx = nil
 		s.verdict(Refused, d.Reason)
 		s.note("not stored", err)
 		return reply(replySenderRefused)
 	}
-	s.tx = &transaction{from: addr, sender: sender, params: mp}
 	if !s.passed {
 		return reply(smtp.ReplyMailOK)
 	}
-	r, failed := s.sync()
-	if failed != nil {
+	r, failed := s.exchange("", smtp.Extensions{})
+	if failed != nil || r.Code/100 != 2 {
+		// The client's transaction is over with the backend's no.
 		s.tx = nil
+	}
+	if failed != nil {
 		return *failed
 	}
 	return reply(s.relayed(r))
@@ -148,6 +153,16 @@ func (s *session) black(d classify.Decision, err error, look string, inMail bool
 	}
 	s.verdict(v, d.Reason)
 	s.note("not stored", err)
-	s.toTarpit(tarpit.Start{Greeted: true, InMail: inMail, Reply: look, Pending: s.r.Pending(), Source: d.Source})
+	s.toTarpit(s.handOver(inMail, look, s.r.Pending(), d.Source))
 	return over
+}
+
+// handOver describes where the session stands, for the tarpit to go on
+// from there.
+func (s *session) handOver(inMail bool, look string, pending []byte, src store.Source) tarpit.Start {
+	st := tarpit.Start{Greeted: true, Helo: s.helo != "", InMail: inMail, Reply: look, Pending: pending, Source: src}
+	if s.tx != nil {
+		st.UTF8, st.Rcpts = s.tx.params.SMTPUTF8, s.tx.count
+	}
+	return st
 }

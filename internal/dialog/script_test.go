@@ -31,7 +31,8 @@ package dialog_test
 //	@backend-banner 554 5.7.1 No   the backend greets with this and hangs up ("-": greets again)
 //	@backend-banner-once 421 4.7.0 Busy   the same, for its next connection only
 //	@backend-rcpt a@b 421 4.7.0 Busy      the backend's reply to RCPT TO:<a@b> ("-": 250 again)
-//	@backend-ehlo PIPELINING 8BITMIME     the keywords of the backend's EHLO
+//	@backend-ehlo PIPELINING | SIZE 5000  the keywords of the backend's EHLO
+//	@backend-hangup         the backend ends its open connections with a 421 (its idle timeout)
 //	@backend-from 127.0.0.10  the PROXY header of the last backend connection named this client
 //	@backend-last EHLO c | MAIL FROM:<a@b> | QUIT   the last backend connection's lines, exactly
 //	@backend-never trap@    no line the backend received contains this
@@ -217,9 +218,11 @@ func runScript(t *testing.T, path string) {
 				reply = ""
 			}
 			w.Backend.RcptReply(addr, reply)
+		case "@backend-hangup":
+			w.Backend.Hangup()
 		case "@backend-ehlo":
 			needWorld()
-			w.Backend.SetEHLO(strings.Fields(arg)...)
+			w.Backend.SetEHLO(strings.Split(arg, " | ")...)
 		case "@backend-from":
 			conns := w.Backend.Conns()
 			if len(conns) == 0 {

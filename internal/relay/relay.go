@@ -39,12 +39,12 @@ func (d *Dialer) Dial(ctx context.Context, remote, local net.Addr) (net.Conn, er
 	return d.DialTLS(ctx, remote, local, nil)
 }
 
-// DialTLS is Dial for a client that spoke TLS with moat (tls is its
+// DialTLS is Dial for a client that spoke TLS with moat (clientTLS is its
 // state; nil for none): a v2 header then carries PP2_TYPE_SSL, so the
 // backend learns that the client's mail came encrypted, with which version
 // and cipher, although moat speaks to it in the clear or with its own TLS.
 // A v1 header has no room for it.
-func (d *Dialer) DialTLS(ctx context.Context, remote, local net.Addr, tls *tls.ConnectionState) (net.Conn, error) {
+func (d *Dialer) DialTLS(ctx context.Context, remote, local net.Addr, clientTLS *tls.ConnectionState) (net.Conn, error) {
 	timeout := d.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
@@ -63,8 +63,8 @@ func (d *Dialer) DialTLS(ctx context.Context, remote, local net.Addr, tls *tls.C
 	}
 	if version != 0 {
 		h := proxyproto.HeaderProxyFromAddrs(version, tcpAddr(remote), tcpAddr(local))
-		if tls != nil && version == 2 {
-			if err := h.SetTLVs([]proxyproto.TLV{sslTLV(tls)}); err != nil {
+		if clientTLS != nil && version == 2 {
+			if err := h.SetTLVs([]proxyproto.TLV{sslTLV(clientTLS)}); err != nil {
 				c.Close()
 				return nil, fmt.Errorf("relay: backend %s: PROXY header: %w", d.Addr, err)
 			}

@@ -44,15 +44,11 @@ func ParseEHLO(r Reply) Extensions {
 	return e
 }
 
-// Params are the ESMTP parameters of one MAIL or RCPT command, checked
-// against what the server offered, in the form to pass on.
-//
-// Checking is strict on purpose: moat writes the command it sends to the
-// backend from these, never the client's line, so a parameter moat does
-// not understand cannot reach the backend, and one it does must mean the
-// same to both.
-
-// MailParams are the parameters of a MAIL command.
+// MailParams are the ESMTP parameters of a MAIL command, checked against
+// what the server offered, in the form to pass on. Checking is strict on
+// purpose: moat writes the command it sends to the backend from these,
+// never the client's line, so a parameter moat does not understand cannot
+// reach the backend, and one it does must mean the same to both.
 type MailParams struct {
 	Size     int64  // SIZE=, 0 when not given
 	Body     string // BODY=: "", "7BIT" or "8BITMIME"
@@ -61,7 +57,8 @@ type MailParams struct {
 	EnvID    string // ENVID= as sent (xtext)
 }
 
-// RcptParams are the parameters of a RCPT command.
+// RcptParams are the ESMTP parameters of a RCPT command, checked like
+// MailParams.
 type RcptParams struct {
 	Notify string // NOTIFY= as sent, upper-cased: "NEVER" or a list of SUCCESS, FAILURE, DELAY
 	ORcpt  string // ORCPT= as sent: addr-type ";" xtext

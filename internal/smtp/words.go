@@ -56,10 +56,10 @@ type Words struct {
 
 	offer atomic.Pointer[Offer]
 
-	TooManyErrors   string // 421 at max_errors
-	TooManyCommands string // 421 at max_commands
-	Timeout         string // 421 at an idle timeout
-	Unavailable     string // 421 when the backend cannot be reached for a command that needs it
+	// The 421s that end a session, read-only.
+	TooManyErrors   string // at max_errors
+	TooManyCommands string // at max_commands
+	Timeout         string // at an idle timeout
 }
 
 // Offer is what moat advertises at one moment: the extensions it accepts
@@ -92,7 +92,6 @@ func NewWords(host string, split, starttls bool, maxSize int64) *Words {
 		TooManyErrors:   "421 4.7.0 " + host + " Error: too many errors\r\n",
 		TooManyCommands: "421 4.7.0 " + host + " Error: too many commands\r\n",
 		Timeout:         "421 4.4.2 " + host + " Error: timeout exceeded\r\n",
-		Unavailable:     "421 4.4.1 " + host + " Error: mail server unavailable, try again later\r\n",
 	}
 	if split {
 		w.first = "220-" + host + " ESMTP\r\n"

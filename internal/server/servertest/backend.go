@@ -32,6 +32,7 @@ type Backend struct {
 	rcpt     map[string]string // a recipient's reply instead of 250; a 421 also closes
 	ehlo     []string          // EHLO keywords
 	tls      *tls.Config       // STARTTLS, when set
+	open     map[net.Conn]bool // connections being served
 }
 
 // Conn is what the backend saw of one connection.
@@ -57,7 +58,7 @@ func StartBackend(t testing.TB) *Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Backend{ln: &proxyproto.Listener{Listener: ln}, rcpt: map[string]string{},
+	b := &Backend{ln: &proxyproto.Listener{Listener: ln}, rcpt: map[string]string{}, open: map[net.Conn]bool{},
 		ehlo: []string{"PIPELINING", "SIZE 10240000", "CHUNKING", "8BITMIME", "DSN", "SMTPUTF8"}}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -116,6 +117,17 @@ func (b *Backend) OfferTLS(cfg *tls.Config) {
 	b.tls = cfg
 }
 
+// Hangup ends every open connection with a 421, as a backend does to a
+// connection idle past its timeout.
+func (b *Backend) Hangup() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for c := range b.open {
+		fmt.Fprintf(c, "421 4.4.2 backend.test Error: timeout exceeded\r\n")
+		c.Close()
+	}
+}
+
 // Conns returns what the backend saw of each connection so far.
 func (b *Backend) Conns() []Conn {
 	b.mu.Lock()
@@ -147,6 +159,14 @@ func (b *Backend) Lines() []string {
 
 func (b *Backend) serve(raw net.Conn) {
 	defer raw.Close()
+	b.mu.Lock()
+	b.open[raw] = true
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.open, raw)
+		b.mu.Unlock()
+	}()
 	raw.SetDeadline(time.Now().Add(30 * time.Second))
 	var c net.Conn = raw
 	br := bufio.NewReader(c)
