@@ -53,18 +53,19 @@ func Probe(ctx context.Context, cfg *Config, be Backend) (smtp.Extensions, bool,
 	return ext, cfg.Words.Learn(ext), nil
 }
 
-// Watch probes the backend now and every ProbeEvery until ctx is done,
-// telling report of each result (changed: moat's offer changed).
+// Watch probes the backend every ProbeEvery until ctx is done, telling
+// report of each result (changed: moat's offer changed). The first probe,
+// at start, is the caller's.
 func Watch(ctx context.Context, cfg *Config, be Backend, report func(ext smtp.Extensions, changed bool, err error)) {
 	t := time.NewTicker(ProbeEvery)
 	defer t.Stop()
 	for {
-		ext, changed, err := Probe(ctx, cfg, be)
-		report(ext, changed, err)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		ext, changed, err := Probe(ctx, cfg, be)
+		report(ext, changed, err)
 	}
 }

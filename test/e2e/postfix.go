@@ -418,17 +418,42 @@ func (p *Postfix) CountLog(pattern string) int {
 	return n
 }
 
-var connectRE = regexp.MustCompile(`postfix/smtpd\[\d+\]: connect from [^\s\[]*\[([^\]]+)\]`)
+var (
+	connectRE    = regexp.MustCompile(`postfix/smtpd\[(\d+)\]: connect from [^\s\[]*\[([^\]]+)\]$`)
+	disconnectRE = regexp.MustCompile(`postfix/smtpd\[(\d+)\]: disconnect from [^\s\[]*\[([^\]]+)\]( .*)?$`)
+)
+
+// moatProbe is how moat's reading of the backend's EHLO (at its start and
+// every ten minutes) ends in smtpd's log: moat presents itself as
+// 127.0.0.1, says EHLO and QUIT, nothing else.
+const moatProbe = " ehlo=1 quit=1 commands=2"
 
 // ClientAddrs returns the client address of every SMTP connection the
-// instance's smtpd logged, in order. Behind a PROXY header this is the
-// address from the header, which is what moat's backend must see.
+// instance's smtpd logged, in order, but moat's own EHLO probes. Behind a
+// PROXY header this is the address from the header, which is what moat's
+// backend must see.
 func (p *Postfix) ClientAddrs() []string {
 	var addrs []string
-	for _, m := range connectRE.FindAllStringSubmatch(p.Log(), -1) {
-		addrs = append(addrs, m[1])
+	open := map[string]int{} // smtpd pid → index of its connection in addrs
+	probe := map[int]bool{}
+	for _, line := range strings.Split(p.Log(), "\n") {
+		if m := connectRE.FindStringSubmatch(line); m != nil {
+			open[m[1]] = len(addrs)
+			addrs = append(addrs, m[2])
+		} else if m := disconnectRE.FindStringSubmatch(line); m != nil {
+			if i, ok := open[m[1]]; ok && m[2] == "127.0.0.1" && m[3] == moatProbe {
+				probe[i] = true
+			}
+			delete(open, m[1])
+		}
 	}
-	return addrs
+	var clients []string
+	for i, a := range addrs {
+		if !probe[i] {
+			clients = append(clients, a)
+		}
+	}
+	return clients
 }
 
 // Set changes main.cf parameters ("name = value" each) and makes the
@@ -642,10 +667,14 @@ queue_run_delay = 1s
 }
 
 // Send submits one message with sendmail, as a local program would.
-func (s *Sender) Send(t testing.TB, from, to, subject, body string) {
+// to may name several recipients, separated by commas; flags go to
+// sendmail before them ("-N", "success,failure" asks for DSN).
+func (s *Sender) Send(t testing.TB, from, to, subject, body string, flags ...string) {
 	t.Helper()
-	msg := fmt.Sprintf("From: <%s>\nTo: <%s>\nSubject: %s\n\n%s\n", from, to, subject, body)
-	cmd := exec.Command(tools.sendmail, "-C", s.Config, "-i", "-f", from, "--", to)
+	rcpts := strings.Split(to, ",")
+	msg := fmt.Sprintf("From: <%s>\nTo: <%s>\nSubject: %s\n\n%s\n", from, strings.Join(rcpts, ">, <"), subject, body)
+	args := append([]string{"-C", s.Config, "-i", "-f", from}, flags...)
+	cmd := exec.Command(tools.sendmail, append(append(args, "--"), rcpts...)...)
 	cmd.Stdin = strings.NewReader(msg)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sender: sendmail: %v\n%s", err, out)

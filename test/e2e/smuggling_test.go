@@ -15,21 +15,24 @@ import (
 // CRLF.CRLF ends DATA; a server that takes any of these for an end while
 // the next hop does not (or the other way round) lets a client hide a
 // second message inside the first.
-var smugglingVariants = []struct{ name, seq string }{
-	{"LF.LF", "\n.\n"},
-	{"LF.CRLF", "\n.\r\n"},
-	{"CRLF.LF", "\r\n.\n"},
-	{"CR.CR", "\r.\r"},
-	{"CR.CRLF", "\r.\r\n"},
-	{"CRLF.CR", "\r\n.\r"},
-	{"LF.CR", "\n.\r"},
-	{"CR.LF", "\r.\n"},
-	{"CRLF.CRCRLF", "\r\n.\r\r\n"},
-	{"LFLF.LFLF", "\n\n.\n\n"},
-	{"CRLF NUL.CRLF", "\r\n\x00.\r\n"},
-	{"CRLF.NUL CRLF", "\r\n.\x00\r\n"},
-	{"CRLF NUL.NUL CRLF", "\r\n\x00.\x00\r\n"},
-	{"CRLF.CRLF-in-LF", "\n\r\n.\r\n"},
+var smugglingVariants = []struct {
+	name, seq string
+	smuggler  bool // a lax end of data: the host is blacklisted too
+}{
+	{"LF.LF", "\n.\n", true},
+	{"LF.CRLF", "\n.\r\n", true},
+	{"CRLF.LF", "\r\n.\n", true},
+	{"CR.CR", "\r.\r", true},
+	{"CR.CRLF", "\r.\r\n", true},
+	{"CRLF.CR", "\r\n.\r", true},
+	{"LF.CR", "\n.\r", true},
+	{"CR.LF", "\r.\n", true},
+	{"CRLF.CRCRLF", "\r\n.\r\r\n", true},
+	{"LFLF.LFLF", "\n\n.\n\n", false},
+	{"CRLF NUL.CRLF", "\r\n\x00.\r\n", true},
+	{"CRLF.NUL CRLF", "\r\n.\x00\r\n", true},
+	{"CRLF NUL.NUL CRLF", "\r\n\x00.\x00\r\n", true},
+	{"CRLF.CRLF-in-LF", "\n\r\n.\r\n", false},
 }
 
 // smuggledPayload is DATA content that hides, behind seq, a whole second
@@ -43,9 +46,12 @@ func smuggledPayload(i int, seq string) string {
 
 // Every smuggling variant, sent through a handed-off grey session to a
 // real Postfix that is itself open to smuggling (smtpd_forbid_bare_newline
-// = no, as before Postfix 3.9): moat refuses the message with 521 or
-// passes it whole, and the backend never delivers the hidden message. A
-// control shows that the same Postfix, without moat, does deliver it.
+// = no, as before Postfix 3.9): moat refuses every one with 521 before the
+// offending byte reaches the backend, which never delivers anything of
+// it. A lax end of data blacklists its host (only a smuggler writes it); a
+// bare LF inside a line does not (broken but legitimate software writes
+// it), and neither whitens it. A control shows that the same Postfix,
+// without moat, does deliver the hidden message.
 func TestSmugglingHandOff(t *testing.T) {
 	b := StartBackend(t, true, alice)
 	reload(t, b.Postfix, "smtpd_forbid_bare_newline = no")
@@ -91,7 +97,6 @@ func TestSmugglingHandOff(t *testing.T) {
 	wg.Wait()
 	time.Sleep(minRetry)
 
-	accepted := 0
 	for i, v := range smugglingVariants {
 		t.Run(v.name, func(t *testing.T) {
 			c := Dial(t, ip(i), m.Addr)
@@ -103,36 +108,20 @@ func TestSmugglingHandOff(t *testing.T) {
 			expect(t, c, "DATA", 354)
 			c.Write(t, smuggledPayload(i+1, v.seq))
 			code, text, err := c.tryReply()
-			switch {
-			case err != nil:
-				t.Fatalf("no reply to the end of data: %v", err)
-			case code == 521:
-				// Refused before the bare CR or LF reached the
-				// backend; the session ends.
-				if _, _, err := c.tryReply(); err == nil {
-					t.Errorf("session went on after 521")
-				}
-			case code == 250:
-				// Passed whole: one message, the hidden part as
-				// content. Nothing else comes from the backend.
-				accepted++
-				expect(t, c, "NOOP", 250)
-				expect(t, c, "QUIT", 221)
-				subject := fmt.Sprintf("carrier %d", i+1)
-				deadline := time.Now().Add(20 * time.Second)
-				for countSubject(b, alice, subject) != 1 {
-					if time.Now().After(deadline) {
-						t.Fatalf("carrier accepted with %q but not delivered", text)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-				for _, msg := range b.Messages(alice) {
-					if headerValue(msg, "Subject") == subject && !strings.Contains(msg, fmt.Sprintf("SMUGGLED %d", i+1)) {
-						t.Errorf("carrier delivered without its content (the hidden part was cut off):\n%s", msg)
-					}
-				}
-			default:
-				t.Errorf("reply %q, want 521 or 250", text)
+			if err != nil || code != 521 {
+				t.Fatalf("end of data: %q (%v), want 521", text, err)
+			}
+			// Refused before the bare CR, LF or NUL reached the
+			// backend; the session ends, as Postfix ends it.
+			if _, _, err := c.tryReply(); err == nil {
+				t.Errorf("session went on after 521")
+			}
+			want := "grey"
+			if v.smuggler {
+				want = "black"
+			}
+			if class := m.Hosts(t)[ip(i)]; class != want {
+				t.Errorf("%s is %q after %q, want %s", ip(i), class, text, want)
 			}
 		})
 	}
@@ -141,7 +130,11 @@ func TestSmugglingHandOff(t *testing.T) {
 	// queue has moved past them.
 	provePassDelivers(t, m, b, ip(len(smugglingVariants)), "after the smuggling attempts")
 	checkNotSmugglingAfter(t, b)
-	t.Logf("%d variants: %d refused with 521, %d passed whole as one message", len(smugglingVariants), len(smugglingVariants)-accepted, accepted)
+	for i := range smugglingVariants {
+		if n := countSubject(b, alice, fmt.Sprintf("carrier %d", i+1)); n != 0 {
+			t.Errorf("carrier %d was delivered", i+1)
+		}
+	}
 }
 
 // checkNotSmugglingAfter checks for smuggled messages other than the
