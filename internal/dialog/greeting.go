@@ -72,7 +72,7 @@ func (s *session) hello(c smtp.Command) answer {
 		}
 		return fault(smtp.ReplyHeloSyntax)
 	}
-	s.reset()
+	s.tx = nil
 	s.dropBackend()
 	s.helo, s.ehlo = c.Arg, c.Verb == "EHLO"
 	s.res.Helo = c.Arg
@@ -122,7 +122,7 @@ func (s *session) startTLS(arg string) answer {
 	s.conn, s.tls = tc, &st
 	s.in = &clientReader{c: tc, n: s.in.n}
 	s.r = smtp.NewReader(s.in)
-	s.reset()
+	s.tx = nil
 	s.dropBackend()
 	s.helo, s.ehlo, s.offer = "", false, nil
 	s.res.TLS = true
@@ -136,7 +136,7 @@ func (s *session) startTLS(arg string) answer {
 func (s *session) proxyLine() answer {
 	s.verdict(EarlyTalker, "PROXY header from an untrusted client")
 	s.note("not stored", s.eng.EarlyTalker(s.client, "early talker: "+s.res.Reason))
-	s.toTarpit(tarpit.Start{Greeted: true, Reply: smtp.ReplyUnknown, Pending: s.r.Pending(), Source: store.SourceEarlyTalk})
+	s.toTarpit(s.handOver(s.tx != nil, smtp.ReplyUnknown, s.r.Pending(), store.SourceEarlyTalk))
 	return over
 }
 
