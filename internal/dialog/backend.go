@@ -229,9 +229,22 @@ func (s *session) lacks(need smtp.Extensions) *answer {
 	return nil
 }
 
+// maxFailedDials bounds the connections to the backend that fail (refused,
+// unreachable) in one transaction: a client that keeps sending recipients
+// while the backend refuses must not make moat hammer it with connections.
+// The rest of the transaction gets 451 at once; the client tries later.
+const maxFailedDials = 2
+
 // connect dials the backend and greets it as the client greeted moat.
 func (s *session) connect() *answer {
+	if s.tx != nil && s.tx.failedDials >= maxFailedDials {
+		a := reply(replyUnavailable)
+		return &a
+	}
 	b, refused, err := s.dial(false)
+	if (err != nil || refused != nil) && s.tx != nil {
+		s.tx.failedDials++
+	}
 	switch {
 	case err != nil:
 		s.verdict(BackendUnavailable, "backend: "+err.Error())

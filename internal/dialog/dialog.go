@@ -151,7 +151,8 @@ type transaction struct {
 	// lost: a recipient the client was told 250 for could not be given to
 	// the backend again after it dropped; the message can only be
 	// deferred.
-	lost bool
+	lost        bool
+	failedDials int // connections to the backend that failed in this transaction
 }
 
 // recipient is one accepted RCPT, to replay.

@@ -137,19 +137,22 @@ func (s *session) scanData(p []byte) (n int, end bool) {
 // command answers one command line (without its LF), as the grey dialog
 // would in the same state.
 func (s *session) command(line []byte) {
-	line = bytes.TrimSuffix(line, []byte{'\r'})
-	c := smtp.ParseCommand(string(line))
+	verb, arg := split(bytes.TrimSuffix(line, []byte{'\r'}))
 	t := s.t
-	switch c.Verb {
+	switch v := verbOf(verb); v {
 	case "":
-		s.fault(smtp.ReplyBadSyntax)
+		if len(verb) == 0 {
+			s.fault(smtp.ReplyBadSyntax)
+			return
+		}
+		s.fault(smtp.ReplyUnknown)
 	case "EHLO", "HELO":
 		switch {
-		case c.Arg == "" && c.Verb == "EHLO":
+		case len(arg) == 0 && v == "EHLO":
 			s.fault(smtp.ReplyEhloSyntax)
-		case c.Arg == "":
+		case len(arg) == 0:
 			s.fault(smtp.ReplyHeloSyntax)
-		case c.Verb == "EHLO":
+		case v == "EHLO":
 			// The grey dialog's EHLO as it is now: it follows what the
 			// backend offers.
 			s.stage, s.rcpts, s.out = stageHelo, 0, t.words.Offer().EHLO(false)
@@ -157,7 +160,7 @@ func (s *session) command(line []byte) {
 			s.stage, s.rcpts, s.out = stageHelo, 0, t.words.HELO()
 		}
 	case "MAIL":
-		addr, params, err := smtp.ParseMail(c.Arg)
+		addr, params, err := smtp.ParseMail(string(arg))
 		switch {
 		case s.stage == stageGreeting:
 			s.fault(smtp.ReplyNeedHelo)
@@ -188,7 +191,7 @@ func (s *session) command(line []byte) {
 			s.fault(smtp.ReplyNeedMail)
 			return
 		}
-		addr, params, err := smtp.ParseRcpt(c.Arg)
+		addr, params, err := smtp.ParseRcpt(string(arg))
 		if err != nil {
 			s.fault(smtp.ReplyRcptSyntax)
 			return
@@ -228,7 +231,7 @@ func (s *session) command(line []byte) {
 	case "NOOP":
 		s.out = smtp.ReplyOK
 	case "VRFY":
-		if c.Arg == "" {
+		if len(arg) == 0 {
 			s.fault(smtp.ReplyVrfySyntax)
 			return
 		}
@@ -243,9 +246,45 @@ func (s *session) command(line []byte) {
 			return
 		}
 		s.fault(smtp.ReplyUnknown)
-	default:
-		s.fault(smtp.ReplyUnknown)
 	}
+}
+
+// split is smtp.ParseCommand on bytes: the verb runs to the first blank,
+// the argument is the rest, trimmed. It allocates nothing, so a held
+// connection costs no garbage per command.
+func split(line []byte) (verb, arg []byte) {
+	line = bytes.Trim(line, " \t")
+	i := bytes.IndexAny(line, " \t")
+	if i < 0 {
+		return line, nil
+	}
+	return line[:i], bytes.Trim(line[i+1:], " \t")
+}
+
+// verbs are the commands the tarpit answers other than with "command not
+// recognized", as the grey dialog does.
+var verbs = [...]string{"EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "QUIT", "STARTTLS"}
+
+// verbOf returns which of verbs v is, in any case of ASCII letters only,
+// as smtp.ParseCommand upper-cases: no Unicode folding may turn an odd
+// verb into a known one. "" for none.
+func verbOf(v []byte) string {
+	for _, name := range verbs {
+		if len(v) != len(name) {
+			continue
+		}
+		match := true
+		for i := range v {
+			if c := v[i]; c != name[i] && c != name[i]+'a'-'A' {
+				match = false
+				break
+			}
+		}
+		if match {
+			return name
+		}
+	}
+	return ""
 }
 
 // fault answers a client error; past max_errors the session ends, as the

@@ -92,3 +92,19 @@ func TestLimits(t *testing.T) {
 		t.Errorf("recipients with max_rcpts 2:\n got %q\nwant %q", got, want)
 	}
 }
+
+// Answering the commands a held bot sends most allocates nothing: a held
+// connection costs its fixed state and no garbage per command.
+func TestFeedAllocatesNothing(t *testing.T) {
+	s := newSession(t)
+	lines := [][]byte{[]byte("EHLO bot.example\r\n"), []byte("NOOP\r\n"), []byte("rset\r\n"), []byte("XYZZY x\r\n")}
+	allocs := testing.AllocsPerRun(100, func() {
+		for _, l := range lines {
+			s.out, s.cmds, s.errs, s.quit = "", 0, 0, false
+			s.feed(l, 0)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations for EHLO, NOOP, RSET and an unknown command, want none", allocs)
+	}
+}

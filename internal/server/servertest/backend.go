@@ -33,6 +33,7 @@ type Backend struct {
 	ehlo     []string          // EHLO keywords
 	tls      *tls.Config       // STARTTLS, when set
 	open     map[net.Conn]bool // connections being served
+	slow     time.Duration     // wait this long before the reply to the end of data
 }
 
 // Conn is what the backend saw of one connection.
@@ -108,6 +109,14 @@ func (b *Backend) SetEHLO(keywords ...string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ehlo = keywords
+}
+
+// SlowEndOfData makes the backend wait d before it replies to the end of
+// data (as content filters on a large message do).
+func (b *Backend) SlowEndOfData(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.slow = d
 }
 
 // OfferTLS makes the backend offer STARTTLS with cfg.
@@ -275,10 +284,16 @@ func (b *Backend) serve(raw net.Conn) {
 			}
 			msg.Data = data.String()
 			b.mu.Lock()
+			slow := b.slow
+			b.mu.Unlock()
+			time.Sleep(slow)
+			if _, err := fmt.Fprintf(c, "250 2.0.0 Ok: queued as TEST\r\n"); err != nil {
+				return // the client did not wait: it keeps the message
+			}
+			b.mu.Lock()
 			b.messages = append(b.messages, *msg)
 			b.mu.Unlock()
 			msg = nil
-			fmt.Fprintf(c, "250 2.0.0 Ok: queued as TEST\r\n")
 		case "QUIT":
 			fmt.Fprintf(c, "221 2.0.0 Bye\r\n")
 			return

@@ -49,6 +49,9 @@ type Config struct {
 	MaxErrors  int            // default 10
 	MaxSize    int64          // max_message_size, default 1 MiB
 	Stutter    time.Duration  // default 1ms
+	// DataTimeout and DataDoneTimeout bound a message's reads and the
+	// backend's reply after it; default 10s each.
+	DataTimeout, DataDoneTimeout time.Duration
 }
 
 // World is a running server with a fake clock, a real store and a
@@ -96,8 +99,9 @@ func Start(t testing.TB, wc Config) *World {
 	w.Dialog = &dialog.Config{
 		Words: w.Words, GreetDelay: wc.GreetDelay, MaxRcpts: cmp.Or(wc.MaxRcpts, 10), MaxCommands: 100,
 		MaxErrors: cmp.Or(wc.MaxErrors, 10), MaxMessageSize: maxSize, IdleTimeout: 10 * time.Second,
-		DataTimeout: 10 * time.Second, DataDoneTimeout: 10 * time.Second, BackendTimeout: 10 * time.Second,
-		TLS: wc.TLS, BackendTLS: wc.BackendTLS,
+		DataTimeout: cmp.Or(wc.DataTimeout, 10*time.Second), DataDoneTimeout: cmp.Or(wc.DataDoneTimeout, 10*time.Second),
+		BackendTimeout: 10 * time.Second,
+		TLS:            wc.TLS, BackendTLS: wc.BackendTLS,
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
