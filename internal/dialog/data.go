@@ -149,6 +149,13 @@ func (s *session) message() answer {
 		s.res.Messages++
 		_, err := s.eng.Accepted(s.client, tx.sender, s.passReason)
 		s.note("not whitelisted", err)
+	} else if final.Code != 421 {
+		// The transaction is over for the client, but a backend may keep
+		// it after refusing the message (Postfix does): a new one must
+		// not meet a nested MAIL.
+		if r, err := b.cmd("RSET"); err != nil || r.Code != 250 {
+			s.dropBackend()
+		}
 	}
 	return reply(s.relayed(final))
 }

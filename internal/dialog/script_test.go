@@ -33,6 +33,7 @@ package dialog_test
 //	@backend-rcpt a@b 421 4.7.0 Busy      the backend's reply to RCPT TO:<a@b> ("-": 250 again)
 //	@backend-ehlo PIPELINING | SIZE 5000  the keywords of the backend's EHLO
 //	@backend-hangup         the backend ends its open connections with a 421 (its idle timeout)
+//	@backend-eod a@b 554 5.7.1 No         the backend's reply to the end of data of a message from a@b
 //	@backend-from 127.0.0.10  the PROXY header of the last backend connection named this client
 //	@backend-last EHLO c | MAIL FROM:<a@b> | QUIT   the last backend connection's lines, exactly
 //	@backend-never trap@    no line the backend received contains this
@@ -218,6 +219,10 @@ func runScript(t *testing.T, path string) {
 				reply = ""
 			}
 			w.Backend.RcptReply(addr, reply)
+		case "@backend-eod":
+			needWorld()
+			sender, reply, _ := strings.Cut(arg, " ")
+			w.Backend.EndOfDataReply(sender, reply)
 		case "@backend-hangup":
 			w.Backend.Hangup()
 		case "@backend-ehlo":

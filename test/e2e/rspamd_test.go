@@ -177,8 +177,13 @@ func sendMessage(t *testing.T, ip, addr, body string) (rcpt, final int, text str
 // milter on the backend is grey after the first message and black after
 // the second, moat learning of both from rspamd's log.
 func TestRspamdFeedback(t *testing.T) {
-	rs := StartRspamd(t) // loads while Postfix and moat start
+	rs := StartRspamd(t) // loads while Postfix starts
 	b := StartBackend(t, true, alice)
+	// The milter is set before moat starts: moat reads the backend's EHLO
+	// at start, and the smtpd that answers stays for the next connection
+	// with the configuration it started with.
+	rs.WaitReady(t, 45*time.Second)
+	reload(t, b.Postfix, "smtpd_milters = inet:"+rs.Addr, "milter_default_action = tempfail", "milter_protocol = 6")
 	m := StartMoat(t, moatConfig(`
 [greylist]
 greet_delay = "0s"
@@ -189,8 +194,6 @@ retry_window = "1h"
 spf_pools = false
 follow = [{ file = "{{rspamd_log}}", format = "rspamd" }]
 `), "{{backend}}", b.Addr, "{{rspamd_log}}", rs.LogFile)
-	rs.WaitReady(t, 45*time.Second)
-	b.Set(t, "smtpd_milters = inet:"+rs.Addr, "milter_default_action = tempfail", "milter_protocol = 6")
 	const host = "127.0.0.41"
 
 	// The host earns its whitelisting: a clean message, greylisted once.

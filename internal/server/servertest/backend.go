@@ -34,6 +34,7 @@ type Backend struct {
 	tls      *tls.Config       // STARTTLS, when set
 	open     map[net.Conn]bool // connections being served
 	slow     time.Duration     // wait this long before the reply to the end of data
+	eod      map[string]string // a sender's reply to the end of data instead of 250
 }
 
 // Conn is what the backend saw of one connection.
@@ -59,7 +60,7 @@ func StartBackend(t testing.TB) *Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Backend{ln: &proxyproto.Listener{Listener: ln}, rcpt: map[string]string{}, open: map[net.Conn]bool{},
+	b := &Backend{ln: &proxyproto.Listener{Listener: ln}, rcpt: map[string]string{}, open: map[net.Conn]bool{}, eod: map[string]string{},
 		ehlo: []string{"PIPELINING", "SIZE 10240000", "CHUNKING", "8BITMIME", "DSN", "SMTPUTF8"}}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -109,6 +110,15 @@ func (b *Backend) SetEHLO(keywords ...string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ehlo = keywords
+}
+
+// EndOfDataReply makes the end of data of a message from sender get
+// reply (a whole line without CRLF) instead of 250; as Postfix does after
+// such a refusal, the transaction stays open until RSET.
+func (b *Backend) EndOfDataReply(sender, reply string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.eod[strings.ToLower(sender)] = reply
 }
 
 // SlowEndOfData makes the backend wait d before it replies to the end of
@@ -285,7 +295,17 @@ func (b *Backend) serve(raw net.Conn) {
 			msg.Data = data.String()
 			b.mu.Lock()
 			slow := b.slow
+			refuse := ""
+			for sender, r := range b.eod {
+				if strings.Contains(strings.ToLower(msg.From), sender) {
+					refuse = r
+				}
+			}
 			b.mu.Unlock()
+			if refuse != "" {
+				fmt.Fprintf(c, "%s\r\n", refuse)
+				continue
+			}
 			time.Sleep(slow)
 			if _, err := fmt.Fprintf(c, "250 2.0.0 Ok: queued as TEST\r\n"); err != nil {
 				return // the client did not wait: it keeps the message
