@@ -208,14 +208,11 @@ func (e *Engine) RcptPassed(client netip.Addr, sender, rcpt string) (Decision, e
 	if e.traps.Is(rcpt) {
 		return e.trapHit(client, sender, rcpt)
 	}
-	v, err := e.Classify(client)
-	switch {
-	case err != nil:
-		return Decision{Action: Defer, Reason: "store unavailable"}, err
-	case v.Class == store.Black:
-		return Decision{Action: Black, Source: v.Source, Reason: v.Reason}, nil
+	d, err := e.Data(client)
+	if d.Action == Accept {
+		d = Decision{Action: Pass, Reason: "passed"}
 	}
-	return Decision{Action: Pass, Reason: "passed"}, nil
+	return d, err
 }
 
 // blackNow reports a host that is black now. A store error is no
