@@ -440,3 +440,11 @@ func (e *Engine) update(p netip.Prefix, n store.Host, ttl time.Duration, force, 
 	}
 	return h, true, nil
 }
+
+// greyCheck is the greylist check, with SPF-aware pools when configured.
+func (e *Engine) greyCheck(client netip.Addr, sender, rcpt string) (greylist.Result, error) {
+	if r := e.rep(); r != nil && r.Pools != nil {
+		return e.grey.CheckPool(r.Pools, client, sender, rcpt)
+	}
+	return e.grey.Check(client, sender, rcpt)
+}
