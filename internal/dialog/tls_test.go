@@ -37,9 +37,12 @@ func serve(t *testing.T, w *servertest.World, be dialog.Backend, client string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
+		// The listener closes only after the accept: closing it first
+		// would reset a connection still waiting in its queue.
 		c, err := ln.Accept()
+		ln.Close()
 		if err != nil {
 			return
 		}
