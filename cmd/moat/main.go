@@ -3,12 +3,17 @@
 // unknown ones and holds known-bad ones in a tarpit.
 //
 //	moat run [-c moat.toml]        run the proxy
+//	moat check                     check the configuration, the backend, the store and the files
+//	moat reload                    make the running daemon read its configuration again
 //	moat hosts list|white|black|show|forget
 //	moat traps list|add|del|candidates|promote|mine|decode|bait-snippet
 //	moat status
 //	moat export [FILE|-]           all state as JSON lines (backup, move between stores)
 //	moat import FILE|-
-//	moat version
+//	moat version                   (or moat --version)
+//
+// Without -c (or $MOAT_CONFIG), moat reads /etc/moat/moat.toml when it
+// exists, else runs with its built-in defaults, and says which.
 //
 // The daemon is assembled in internal/daemon; this package holds the
 // command line, one file per noun. The commands that read or change
@@ -21,6 +26,9 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"moat/internal/buildinfo"
+	"moat/internal/config"
 )
 
 func main() {
@@ -30,6 +38,10 @@ func main() {
 	}
 }
 
+// systemConfig is the file read when no -c is given; tests point it
+// elsewhere.
+var systemConfig = config.SystemPath
+
 func rootCmd() *cobra.Command {
 	var cfgPath string
 	root := &cobra.Command{
@@ -37,10 +49,26 @@ func rootCmd() *cobra.Command {
 		Short:         "SMTP border proxy: greylisting, tarpit and spamtraps in front of a real mail server",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Read().String(),
+		// Without -c, the system's file when there is one: the
+		// convention of Postfix and spamd. Say which, on standard
+		// error, so that a command run with the wrong file shows it.
+		PersistentPreRun: func(c *cobra.Command, _ []string) {
+			if cfgPath != "" || c.Name() == "version" || c.Name() == "help" {
+				return
+			}
+			if _, err := os.Stat(systemConfig); err == nil {
+				cfgPath = systemConfig
+				fmt.Fprintf(c.ErrOrStderr(), "moat: no -c given: reading %s\n", systemConfig)
+				return
+			}
+			fmt.Fprintf(c.ErrOrStderr(), "moat: no -c given and no %s: using the built-in defaults\n", systemConfig)
+		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("MOAT_CONFIG"),
-		"configuration file (TOML); default: built-in defaults ($MOAT_CONFIG)")
-	root.AddCommand(runCmd(&cfgPath), hostsCmd(&cfgPath), trapsCmd(&cfgPath), statusCmd(&cfgPath),
-		exportCmd(&cfgPath), importCmd(&cfgPath), versionCmd())
+		"configuration file (TOML); default: "+config.SystemPath+" when it exists, else the built-in defaults ($MOAT_CONFIG)")
+	root.AddCommand(runCmd(&cfgPath), checkCmd(&cfgPath), reloadCmd(&cfgPath), hostsCmd(&cfgPath), trapsCmd(&cfgPath),
+		statusCmd(&cfgPath), exportCmd(&cfgPath), importCmd(&cfgPath), versionCmd())
 	return root
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"moat/internal/store/bolt"
 )
 
 // moat runs the command line with args against the configuration at cfg
@@ -35,8 +37,24 @@ func runMoat(t *testing.T, cfg string, args ...string) string {
 	return out
 }
 
-// writeConfig writes a configuration with its data_dir in dir, and extra.
+// writeConfig writes a configuration with its data_dir in dir, and extra,
+// and makes its store, as a first "moat run" does.
 func writeConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	cfg := writeConfigOnly(t, dir, extra)
+	st, err := bolt.Open(filepath.Join(dir, "data", "moat.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// writeConfigOnly writes the configuration of writeConfig and makes no
+// store.
+func writeConfigOnly(t *testing.T, dir, extra string) string {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o750); err != nil {
 		t.Fatal(err)

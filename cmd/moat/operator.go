@@ -37,11 +37,15 @@ func (o operator) do(method, path string, body, out any) error {
 	}
 	// No daemon took the connection, so not a byte of a streamed body
 	// was read: the same request can be served here.
-	st, err := daemon.OpenStore(cfg, daemon.NewLogger(cfg))
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	st, err := daemon.OpenExistingStore(cfg, log)
+	if errors.Is(err, daemon.ErrNoStore) {
+		return fmt.Errorf("%w (and no moat daemon answers on %s)", err, cfg.AdminSocket())
+	}
 	if err != nil {
 		return fmt.Errorf("no moat daemon answers on %s, and the store cannot be opened: %w", cfg.AdminSocket(), err)
 	}
-	svc, err := daemon.Offline(cfg, st, o.mining, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	svc, err := daemon.Offline(cfg, st, o.mining, log)
 	if err == nil {
 		err = admin.LocalClient(svc).Do(method, path, body, out)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,5 +110,30 @@ func TestCommandsSayTheAPIsMessage(t *testing.T) {
 			check(t, cfg, []string{"hosts", "show", "192.0.2.1"}, cause.Error())
 			check(t, cfg, []string{"status"}, cause.Error())
 		})
+	}
+}
+
+// With no daemon and no store where the configuration points (the wrong
+// -c, or a relative data_dir from another directory), every command that
+// would open the store refuses, names the path, and makes nothing.
+func TestCommandsRefuseWithoutStore(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfigOnly(t, dir, "")
+	db := filepath.Join(dir, "data", "moat.db")
+	backup := filepath.Join(dir, "backup.jsonl")
+	if err := os.WriteFile(backup, []byte(`{"type":"moat-export","version":1}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"status"}, {"hosts", "list"}, {"hosts", "black", "192.0.2.1"}, {"hosts", "white", "192.0.2.2"},
+		{"traps", "add", "t@example.org"}, {"traps", "list"}, {"export", filepath.Join(dir, "out.jsonl")}, {"import", backup},
+	} {
+		_, err := moat(t, cfg, args...)
+		if err == nil || !strings.HasPrefix(strings.TrimPrefix(err.Error(), args[0]+": "), "no moat store at "+db+": is -c right?") {
+			t.Errorf("moat %v with no store: %v, want a refusal naming %s", args, err, db)
+		}
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("a command made %s (%v)", db, err)
 	}
 }

@@ -9,31 +9,36 @@ import (
 
 	"moat/internal/config"
 	"moat/internal/daemon"
+	"moat/internal/logsink"
 )
 
 func runCmd(cfgPath *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
-		Short: "run the proxy",
+		Short: "run the proxy (SIGHUP or 'moat reload' reads the configuration again; SIGTERM drains and stops)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(*cfgPath)
-			if err != nil {
-				return err
-			}
-			return run(cfg)
-		},
+		RunE:  func(*cobra.Command, []string) error { return run(*cfgPath) },
 	}
 }
 
-// run runs the daemon until SIGINT or SIGTERM.
-func run(cfg *config.Config) error {
-	d, err := daemon.New(cfg, daemon.NewLogger(cfg))
+// run runs the daemon of the configuration at path until SIGINT or
+// SIGTERM.
+func run(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	sink, err := logsink.Open(daemon.LogOptions(cfg))
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	d, err := daemon.New(cfg, sink.Logger)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	d.Version = version
+	d.ConfigPath, d.Level = path, sink.Level
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return d.Run(ctx)

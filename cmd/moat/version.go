@@ -4,15 +4,16 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"moat/internal/buildinfo"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
+// versionCmd is "moat version"; "moat --version" prints the same line.
 func versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "print moat's version",
-		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "moat", version) },
+		Short: "print moat's module version, VCS revision and build date",
+		Args:  cobra.NoArgs,
+		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), buildinfo.Read()) },
 	}
 }

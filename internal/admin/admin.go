@@ -8,7 +8,7 @@
 // before the API answers.
 //
 // Routes are grouped by noun, each in the file named for it: hosts,
-// traps, feedback, status, export. A refusal says what happened by its
+// traps, feedback, status, export, reload. A refusal says what happened by its
 // status: 400 for a request that is wrong, 404 for a host or trap moat
 // knows nothing of, 503 when the store cannot be reached, 500 otherwise;
 // its body is {"error": "..."} with the message the command line prints.
@@ -34,6 +34,9 @@ type Service struct {
 	// Bypass reads the kernel bypass (status.go); nil when bypass.mode
 	// is off.
 	Bypass func() Bypass
+	// Reload reads the configuration again and applies it; nil when no
+	// daemon runs.
+	Reload func() (Reloaded, error)
 }
 
 // Live is what a running daemon adds to the status.

@@ -19,6 +19,7 @@ func (s *Service) Handler() http.Handler {
 	s.feedbackRoutes(mux)
 	s.statusRoutes(mux)
 	s.exportRoutes(mux)
+	s.reloadRoutes(mux)
 	return mux
 }
 

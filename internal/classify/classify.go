@@ -43,7 +43,7 @@ type Config struct {
 
 // Engine applies the policy.
 type Engine struct {
-	cfg   Config
+	conf  atomic.Pointer[Config] // replaced whole by SetConfig: a reload while sessions run
 	st    store.Store
 	clock clock.Clock
 	grey  *greylist.Greylist
@@ -55,8 +55,17 @@ type Engine struct {
 
 // New returns an Engine.
 func New(cfg Config, st store.Store, c clock.Clock, g *greylist.Greylist, t *traps.Set) *Engine {
-	return &Engine{cfg: cfg, st: st, clock: c, grey: g, traps: t}
+	e := &Engine{st: st, clock: c, grey: g, traps: t}
+	e.SetConfig(cfg)
+	return e
 }
+
+// SetConfig replaces the policy. A decision under way finishes with the
+// policy it started with.
+func (e *Engine) SetConfig(cfg Config) { e.conf.Store(&cfg) }
+
+// cfg is the policy in force.
+func (e *Engine) cfg() *Config { return e.conf.Load() }
 
 // Store returns the engine's store.
 func (e *Engine) Store() store.Store { return e.st }
@@ -82,12 +91,12 @@ func (e *Engine) Classify(addr netip.Addr) (Verdict, error) {
 // listed is what the configuration's lists say of addr; ok is false when
 // they say nothing.
 func (e *Engine) listed(addr netip.Addr) (Verdict, bool) {
-	for _, p := range e.cfg.Whitelist {
+	for _, p := range e.cfg().Whitelist {
 		if p.Contains(addr) {
 			return Verdict{Class: store.White, Source: store.SourceOperator, Reason: "whitelist " + p.String(), Static: true}, true
 		}
 	}
-	for _, p := range e.cfg.Blacklist {
+	for _, p := range e.cfg().Blacklist {
 		if p.Contains(addr) {
 			return Verdict{Class: store.Black, Source: store.SourceOperator, Reason: "blacklist " + p.String(), Static: true}, true
 		}
@@ -127,7 +136,7 @@ func (e *Engine) Seen(addr netip.Addr, v Verdict) error {
 		}
 		h.Last = now
 		if src := SourceOf(h); !h.Expires.IsZero() && (src == store.SourceAccepted || src == store.SourceImport) {
-			h.Expires = now.Add(e.cfg.WhiteTTL)
+			h.Expires = now.Add(e.cfg().WhiteTTL)
 		}
 		return h, true
 	})
@@ -245,7 +254,7 @@ func (e *Engine) Accepted(client netip.Addr, sender, reason string) (Verdict, er
 		v, err := e.Classify(client)
 		return v, err
 	}
-	h, _, err := e.setHost(p, store.White, store.SourceAccepted, reason, e.cfg.WhiteTTL, false)
+	h, _, err := e.setHost(p, store.White, store.SourceAccepted, reason, e.cfg().WhiteTTL, false)
 	if err != nil {
 		return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
 	}
@@ -255,12 +264,12 @@ func (e *Engine) Accepted(client netip.Addr, sender, reason string) (Verdict, er
 // touchGrey lists a greylisted host as grey (for "moat hosts list"), at
 // most one write a minute per host. It never demotes a white or black host.
 func (e *Engine) touchGrey(client netip.Addr, reason string) error {
-	if e.cfg.GreyTTL <= 0 {
+	if e.cfg().GreyTTL <= 0 {
 		return nil
 	}
 	now := e.clock.Now()
 	n := store.Host{Class: store.Grey, Source: store.SourceGreylist, Reason: "greylisted: " + reason,
-		First: now, Last: now, Expires: now.Add(e.cfg.GreyTTL)}
+		First: now, Last: now, Expires: now.Add(e.cfg().GreyTTL)}
 	p := store.HostPrefix(client)
 	_, wrote, err := e.st.UpdateHost(p, func(h store.Host, ok bool) (store.Host, bool) {
 		if ok && (h.Class != store.Grey || !replaces(n, h) || now.Sub(h.Last) < time.Minute) {
@@ -294,7 +303,7 @@ func (e *Engine) trapHit(client netip.Addr, sender, trap string) (Decision, erro
 	if h, ok := e.traps.Harvested(trap); ok {
 		src = store.SourceBait
 		if h.IP.Unmap() != client.Unmap() {
-			_, _, err = e.setHost(store.HostPrefix(h.IP), store.Black, store.SourceBait, h.Reason(), e.cfg.BlackTTL, true)
+			_, _, err = e.setHost(store.HostPrefix(h.IP), store.Black, store.SourceBait, h.Reason(), e.cfg().BlackTTL, true)
 		}
 	}
 	if why, ok := e.vouched(client, sender); ok {
@@ -303,7 +312,7 @@ func (e *Engine) trapHit(client netip.Addr, sender, trap string) (Decision, erro
 		e.record(p, Event{At: e.clock.Now(), Reason: reason + ": refused, not blacklisted: " + why})
 		return Decision{Action: Refuse, Source: src, Reason: reason + "; vouched for: " + why}, errors.Join(err, ferr)
 	}
-	_, _, herr := e.setHost(store.HostPrefix(client), store.Black, src, reason, e.cfg.BlackTTL, true)
+	_, _, herr := e.setHost(store.HostPrefix(client), store.Black, src, reason, e.cfg().BlackTTL, true)
 	return Decision{Action: Trap, Source: src, Reason: reason}, errors.Join(herr, err)
 }
 
@@ -355,21 +364,21 @@ func (e *Engine) HeldSeconds(client netip.Addr) int64 {
 
 // EarlyTalker blacklists a host that spoke before the banner.
 func (e *Engine) EarlyTalker(client netip.Addr, reason string) error {
-	_, _, err := e.setHost(store.HostPrefix(client), store.Black, store.SourceEarlyTalk, reason, e.cfg.BlackTTL, true)
+	_, _, err := e.setHost(store.HostPrefix(client), store.Black, store.SourceEarlyTalk, reason, e.cfg().BlackTTL, true)
 	return err
 }
 
 // Smuggler blacklists a host that ended a line or a message in a way only
 // a lax receiver would take (bare CR, LF or NUL in DATA).
 func (e *Engine) Smuggler(client netip.Addr, what string) error {
-	_, _, err := e.setHost(store.HostPrefix(client), store.Black, store.SourceSmuggling, "smuggling: "+what, e.cfg.BlackTTL, true)
+	_, _, err := e.setHost(store.HostPrefix(client), store.Black, store.SourceSmuggling, "smuggling: "+what, e.cfg().BlackTTL, true)
 	return err
 }
 
 // Blacklist makes a host black for the black_ttl, for the given source and
 // reason, unless stronger evidence stands (precedence.go).
 func (e *Engine) Blacklist(client netip.Addr, src store.Source, reason string) error {
-	_, _, err := e.setHost(store.HostPrefix(client), store.Black, src, reason, e.cfg.BlackTTL, true)
+	_, _, err := e.setHost(store.HostPrefix(client), store.Black, src, reason, e.cfg().BlackTTL, true)
 	return err
 }
 

@@ -43,9 +43,9 @@ func (e *Engine) Import(h store.Host) (Carried, error) {
 		h.First = h.Last
 	}
 	if h.Expires.IsZero() {
-		ttl := e.cfg.WhiteTTL
+		ttl := e.cfg().WhiteTTL
 		if h.Class == store.Black {
-			ttl = e.cfg.BlackTTL
+			ttl = e.cfg().BlackTTL
 		}
 		h.Expires = h.Last.Add(ttl)
 	}

@@ -57,9 +57,9 @@ func (e *Engine) Feedback(fb reputation.Feedback) (FeedbackResult, error) {
 	if fb.Verdict == reputation.Spam && !v.Static && !operator {
 		switch {
 		case k.Score < pol.BlackBelow && v.Class != store.Black:
-			target, ttl = store.Black, e.cfg.BlackTTL
+			target, ttl = store.Black, e.cfg().BlackTTL
 		case k.Score < pol.GreyBelow && v.Class == store.White && stored:
-			target, ttl = store.Grey, e.cfg.GreyTTL
+			target, ttl = store.Grey, e.cfg().GreyTTL
 			if ttl <= 0 {
 				ttl = 24 * time.Hour
 			}

@@ -75,7 +75,7 @@ func (e *Engine) DNSBL(addr netip.Addr, sc reputation.Score) (Verdict, error) {
 	switch {
 	case sc.Total >= r.DNSBLThreshold:
 		reason := fmt.Sprintf("dnsbl: score %d >= %d: %s", sc.Total, r.DNSBLThreshold, sc)
-		h, _, err = e.setHost(p, store.Black, store.SourceDNSBL, reason, e.cfg.BlackTTL, false)
+		h, _, err = e.setHost(p, store.Black, store.SourceDNSBL, reason, e.cfg().BlackTTL, false)
 	case sc.Total <= r.AllowThreshold:
 		reason := fmt.Sprintf("dnswl: score %d <= %d: %s", sc.Total, r.AllowThreshold, sc)
 		h, _, err = e.setHost(p, store.White, store.SourceDNSWL, reason, r.AllowTTL, false)

@@ -17,7 +17,7 @@ const acceptedKind = "accepted"
 // vouch remembers that key had a message accepted at now. A failure to
 // remember costs only the vouching, never the message.
 func (e *Engine) vouch(key string, now time.Time) {
-	_ = e.st.Put(acceptedKind, key, []byte(now.UTC().Format(time.RFC3339)), now.Add(e.cfg.WhiteTTL))
+	_ = e.st.Put(acceptedKind, key, []byte(now.UTC().Format(time.RFC3339)), now.Add(e.cfg().WhiteTTL))
 }
 
 // vouched says why a trap hit from client must not blacklist it, if it

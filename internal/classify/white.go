@@ -32,7 +32,7 @@ func (e *Engine) notify(p netip.Prefix) {
 }
 
 // Whitelist returns the configuration's white prefixes.
-func (e *Engine) Whitelist() []netip.Prefix { return e.cfg.Whitelist }
+func (e *Engine) Whitelist() []netip.Prefix { return e.cfg().Whitelist }
 
 // WhiteUntil reports whether every address in p classifies white now, and
 // until when (zero: until the operator changes it). It is true for
@@ -86,8 +86,8 @@ func (e *Engine) White() ([]WhiteEntry, error) {
 	}); err != nil {
 		return nil, err
 	}
-	out := make([]WhiteEntry, 0, len(e.cfg.Whitelist)+len(white))
-	for _, p := range e.cfg.Whitelist {
+	out := make([]WhiteEntry, 0, len(e.cfg().Whitelist)+len(white))
+	for _, p := range e.cfg().Whitelist {
 		out = append(out, WhiteEntry{Prefix: prefix.Norm(p)})
 	}
 	var inside []netip.Prefix
@@ -108,7 +108,7 @@ func (e *Engine) White() ([]WhiteEntry, error) {
 
 // whitelisted reports a prefix inside the configuration's whitelist.
 func (e *Engine) whitelisted(p netip.Prefix) bool {
-	for _, w := range e.cfg.Whitelist {
+	for _, w := range e.cfg().Whitelist {
 		if w.Bits() <= p.Bits() && w.Contains(p.Addr()) {
 			return true
 		}
@@ -147,7 +147,7 @@ func (e *Engine) whiteEntry(h store.Host, notWhite []netip.Prefix) (time.Time, b
 		}
 		return h.Expires, true
 	}
-	for _, b := range e.cfg.Blacklist {
+	for _, b := range e.cfg().Blacklist {
 		if b.Overlaps(p) {
 			return time.Time{}, false
 		}

@@ -13,10 +13,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 )
 
 // Config is the validated configuration.
@@ -31,6 +34,9 @@ type Config struct {
 	Blacklist            Prefixes `toml:"blacklist"`
 	TrustedProxies       Prefixes `toml:"trusted_proxies"`
 	BlackTTL             Duration `toml:"black_ttl"`
+	// User is who moat runs as once its sockets and files are open; ""
+	// keeps the user it was started as.
+	User string `toml:"user"`
 
 	Greylist Greylist `toml:"greylist"`
 	Tarpit   Tarpit   `toml:"tarpit"`
@@ -132,6 +138,7 @@ type Admin struct {
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
 	Format string `toml:"format"` // json or text
+	Output string `toml:"output"` // stderr or syslog
 }
 
 // Default returns the configuration moat runs with when no file is given.
@@ -172,7 +179,7 @@ func Default() *Config {
 		},
 		Traps:      Traps{MinHosts: 3, Auto: "suggest"},
 		Bait:       Bait{Count: 3},
-		Log:        Log{Level: "info", Format: "json"},
+		Log:        Log{Level: "info", Format: "json", Output: "stderr"},
 		Reputation: defaultReputation(),
 		Bypass:     defaultBypass(),
 		Redis:      Redis{Prefix: "moat:", Timeout: Duration{time.Second}, CacheTTL: Duration{2 * time.Second}, StaleTTL: Duration{10 * time.Minute}},
@@ -187,8 +194,13 @@ func defaultHostname() string {
 	return h
 }
 
+// SystemPath is the file moat reads when no -c is given and it exists, as
+// Postfix reads /etc/postfix/main.cf.
+const SystemPath = "/etc/moat/moat.toml"
+
 // Load reads and validates the file at path. An empty path gives the
-// defaults.
+// defaults. Each of the problems it finds is a line of the error, with
+// the path in front.
 func Load(path string) (*Config, error) {
 	if path == "" {
 		c := Default()
@@ -200,9 +212,22 @@ func Load(path string) (*Config, error) {
 	}
 	c, err := Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, inFile(path, err)
 	}
 	return c, nil
+}
+
+// inFile puts path in front of every problem in err.
+func inFile(path string, err error) error {
+	var list interface{ Unwrap() []error }
+	if !errors.As(err, &list) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var errs []error
+	for _, e := range list.Unwrap() {
+		errs = append(errs, inFile(path, e))
+	}
+	return errors.Join(errs...)
 }
 
 // Parse decodes and validates TOML text. Keys the text does not hold keep
@@ -229,4 +254,28 @@ func (c *Config) AdminSocket() string {
 		return c.Admin.Socket
 	}
 	return strings.TrimSuffix(c.DataDir, "/") + "/moat.sock"
+}
+
+// AdminSocketOf is the admin socket of the configuration at path, read
+// leniently: "moat reload" must find the daemon to ask even when the file
+// now has an error (the daemon refuses it and says why). Keys the file
+// does not hold, or holds with a wrong type, keep their defaults.
+func AdminSocketOf(path string) string {
+	c := Default()
+	if b, err := os.ReadFile(path); err == nil {
+		var doc struct {
+			DataDir any `toml:"data_dir"`
+			Admin   struct {
+				Socket any `toml:"socket"`
+			} `toml:"admin"`
+		}
+		toml.Unmarshal(b, &doc)
+		if s, ok := doc.DataDir.(string); ok && s != "" {
+			c.DataDir = s
+		}
+		if s, ok := doc.Admin.Socket.(string); ok {
+			c.Admin.Socket = s
+		}
+	}
+	return c.AdminSocket()
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ whitelist = ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"]
 blacklist = ["203.0.113.0/24"]
 trusted_proxies = ["10.0.0.1"]
 black_ttl = "48h"
+user = "moat"
 
 [greylist]
 greet_delay = "3s"
@@ -76,6 +78,7 @@ socket = "/run/moat/admin.sock"
 [log]
 level = "debug"
 format = "text"
+output = "syslog"
 
 [redis]
 prefix = "mx:"
@@ -219,6 +222,7 @@ func TestParseSample(t *testing.T) {
 		Blacklist:            pfx("203.0.113.0/24"),
 		TrustedProxies:       pfx("10.0.0.1/32"),
 		BlackTTL:             dur(48 * time.Hour),
+		User:                 "moat",
 		Greylist: Greylist{
 			GreetDelay:  dur(3 * time.Second),
 			MinRetry:    dur(2 * time.Minute),
@@ -263,7 +267,7 @@ func TestParseSample(t *testing.T) {
 			BackendTimeout:  dur(3 * time.Minute),
 		},
 		Admin: Admin{Socket: "/run/moat/admin.sock"},
-		Log:   Log{Level: "debug", Format: "text"},
+		Log:   Log{Level: "debug", Format: "text", Output: "syslog"},
 		Redis: Redis{Prefix: "mx:", Timeout: dur(2 * time.Second), CacheTTL: dur(5 * time.Second), StaleTTL: dur(time.Hour)},
 		// [reputation] has tests of its own; the sample leaves it at its defaults.
 		Reputation: Default().Reputation,
@@ -327,6 +331,8 @@ func TestParseErrors(t *testing.T) {
 		{"tarpit max_conns above limits", "[limits]\nmax_conns = 1000", []string{"tarpit.max_conns", "limits.max_conns"}},
 		{"log level", "[log]\nlevel = \"verbose\"", []string{"log.level", `"verbose"`}},
 		{"log format", "[log]\nformat = \"xml\"", []string{"log.format", `"xml"`}},
+		{"log output", "[log]\noutput = \"file\"", []string{"log.output", `"file"`, "syslog"}},
+		{"user root", `user = "root"`, []string{"user", `"root"`, "unprivileged"}},
 		{"listen without port", `listen = "0.0.0.0"`, []string{"listen", `"0.0.0.0"`}},
 		{"backend without port", `backend = "mail.example.org"`, []string{"backend", `"mail.example.org"`}},
 		{"hostname with blank", `hostname = "mx example"`, []string{"hostname"}},
@@ -391,6 +397,40 @@ func TestParseErrors(t *testing.T) {
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// Every problem in a file is reported at once, each on its own line with
+// the file and the key, so that an operator fixes a file in one round.
+func TestLoadListsEveryProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		keys       []string
+	}{
+		{"values", "listen = \"nowhere\"\n[greylist]\nipv4_prefix = 40\n[log]\nlevel = \"loud\"\n[reputation]\ndnsbl_threshold = 0\n",
+			[]string{"listen", "greylist.ipv4_prefix", "log.level", "reputation.dnsbl_threshold"}},
+		{"text", "black_ttl = \"soon\"\nwhitelist = [\"192.0.2.0/24\", \"nope\"]\n[greylist]\nmin_retry = \"5x\"\n",
+			[]string{"black_ttl", "whitelist[1]", "greylist.min_retry"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "moat.toml")
+			if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			if err == nil {
+				t.Fatal("Load: no error")
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tc.keys) {
+				t.Fatalf("Load gave %d problems, want %d:\n%v", len(lines), len(tc.keys), err)
+			}
+			for _, key := range tc.keys {
+				if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, path+": config: "+key+":") }) {
+					t.Errorf("no line starts with the file and %s:\n%v", key, err)
 				}
 			}
 		})
@@ -536,6 +576,53 @@ func TestTypeErrorHintOnlyForDurations(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "durations") {
 			t.Errorf("Parse(%q): %q speaks of durations for a key that is not one", text, err)
+		}
+	}
+}
+
+// Diff names every key that differs, as the file spells it, and nothing
+// else; a list is one key.
+func TestDiff(t *testing.T) {
+	a := Default()
+	if d := Diff(a, Default()); len(d) != 0 {
+		t.Errorf("Diff of two defaults: %v, want none", d)
+	}
+	b, err := Parse([]byte(`whitelist = ["192.0.2.0/24"]
+listen = "127.0.0.1:25"
+[greylist]
+min_retry = "2m"
+[log]
+level = "debug"
+[[reputation.follow]]
+file = "/var/log/rspamd/rspamd.log"
+format = "rspamd"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"listen", "whitelist", "greylist.min_retry", "log.level", "reputation.follow"}
+	if d := Diff(a, b); !slices.Equal(d, want) {
+		t.Errorf("Diff = %v, want %v", d, want)
+	}
+}
+
+// "moat reload" finds the daemon's socket in a file that no longer loads.
+func TestAdminSocketOf(t *testing.T) {
+	dir := t.TempDir()
+	write := func(text string) string {
+		p := filepath.Join(dir, "moat.toml")
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"data_dir = \"/var/lib/moat\"\n[greylist]\nmin_retry = \"5x\"\n", "/var/lib/moat/moat.sock"},
+		{"data_dir = \"/var/lib/moat\"\nbogus = 1\n[admin]\nsocket = \"/run/moat/a.sock\"\n", "/run/moat/a.sock"},
+		{"data_dir = 7\n", "moat-data/moat.sock"},
+	} {
+		if got := AdminSocketOf(write(tc.text)); got != tc.want && got != "./"+tc.want {
+			t.Errorf("AdminSocketOf(%q) = %q, want %q", tc.text, got, tc.want)
 		}
 	}
 }

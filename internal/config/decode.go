@@ -53,10 +53,11 @@ func tomlName(f reflect.StructField) string {
 }
 
 // checkText walks the table doc along the struct type t and reads every
-// value whose type reads itself from text, returning the first error with
-// its key. Values of other types, and keys t does not have, are left to
-// the strict second reading.
+// value whose type reads itself from text, returning every error with its
+// key (errors.Join). Values of other types, and keys t does not have, are
+// left to the strict second reading.
 func checkText(doc map[string]any, t reflect.Type, table string) error {
+	var errs []error
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name := tomlName(f)
@@ -68,9 +69,7 @@ func checkText(doc map[string]any, t reflect.Type, table string) error {
 		ft := f.Type
 		switch {
 		case reads(ft):
-			if err := readText(ft, v, key); err != nil {
-				return err
-			}
+			errs = append(errs, readText(ft, v, key))
 		case ft.Kind() == reflect.Slice:
 			list, ok := v.([]any)
 			if !ok {
@@ -78,26 +77,20 @@ func checkText(doc map[string]any, t reflect.Type, table string) error {
 			}
 			for j, e := range list {
 				ekey := fmt.Sprintf("%s[%d]", key, j)
-				var err error
 				switch sub, isTable := e.(map[string]any); {
 				case reads(ft.Elem()):
-					err = readText(ft.Elem(), e, ekey)
+					errs = append(errs, readText(ft.Elem(), e, ekey))
 				case isTable && ft.Elem().Kind() == reflect.Struct:
-					err = checkText(sub, ft.Elem(), ekey+".")
-				}
-				if err != nil {
-					return err
+					errs = append(errs, checkText(sub, ft.Elem(), ekey+"."))
 				}
 			}
 		case ft.Kind() == reflect.Struct:
 			if sub, ok := v.(map[string]any); ok {
-				if err := checkText(sub, ft, key+"."); err != nil {
-					return err
-				}
+				errs = append(errs, checkText(sub, ft, key+"."))
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // readText reads one value v of the file into a new value of type t.

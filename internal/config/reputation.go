@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -73,41 +72,41 @@ func defaultReputation() Reputation {
 	}
 }
 
-func (r Reputation) validate() error {
+func (r Reputation) validate(p *problems) {
 	if r.DNSBLThreshold < 1 {
-		return fmt.Errorf("config: reputation.dnsbl_threshold: %d: must be at least 1 (default 3)", r.DNSBLThreshold)
+		p.add("config: reputation.dnsbl_threshold: %d: must be at least 1 (default 3)", r.DNSBLThreshold)
 	}
 	if r.DNSBLAllowThreshold > 0 {
-		return fmt.Errorf("config: reputation.dnsbl_allow_threshold: %d: must be 0 or negative (default -1): only allow lists (negative weights) may whitelist", r.DNSBLAllowThreshold)
+		p.add("config: reputation.dnsbl_allow_threshold: %d: must be 0 or negative (default -1): only allow lists (negative weights) may whitelist", r.DNSBLAllowThreshold)
 	}
 	if r.DNSBLTimeout.Duration <= 0 || r.DNSBLTimeout.Duration > 30*time.Second {
-		return fmt.Errorf("config: reputation.dnsbl_timeout: %s: want between \"1ms\" and \"30s\" (default \"2s\")", r.DNSBLTimeout)
+		p.add("config: reputation.dnsbl_timeout: %s: want between \"1ms\" and \"30s\" (default \"2s\")", r.DNSBLTimeout)
 	}
 	if r.DNSBLAllowTTL.Duration <= 0 {
-		return fmt.Errorf("config: reputation.dnsbl_allow_ttl: must be positive (default \"1h\")")
+		p.add("config: reputation.dnsbl_allow_ttl: must be positive (default \"1h\")")
 	}
 	for i, s := range r.DNSServers {
 		if !strings.Contains(s, ":") || strings.ContainsAny(s, " \t/") {
-			return fmt.Errorf("config: reputation.dns_servers[%d]: %q: want host:port, e.g. \"127.0.0.1:53\" or \"[::1]:53\"", i, s)
+			p.add("config: reputation.dns_servers[%d]: %q: want host:port, e.g. \"127.0.0.1:53\" or \"[::1]:53\"", i, s)
 		}
 	}
 	if r.NetThreshold < 0 || r.ASNThreshold < 0 {
-		return fmt.Errorf("config: reputation.net_threshold and asn_threshold: must be 0 (off) or positive")
+		p.add("config: reputation.net_threshold and asn_threshold: must be 0 (off) or positive")
 	}
 	if r.NetThreshold == 1 || r.ASNThreshold == 1 {
-		return fmt.Errorf("config: reputation.net_threshold/asn_threshold: 1 would make a whole network black for one host; use at least 2 (or 0 for off)")
+		p.add("config: reputation.net_threshold/asn_threshold: 1 would make a whole network black for one host; use at least 2 (or 0 for off)")
 	}
 	if r.NetWindow.Duration <= 0 || r.NetTTL.Duration <= 0 {
-		return fmt.Errorf("config: reputation.net_window and net_ttl must be positive (defaults \"1h\" and \"24h\")")
+		p.add("config: reputation.net_window and net_ttl must be positive (defaults \"1h\" and \"24h\")")
 	}
 	if r.NetPrefixV4 < 8 || r.NetPrefixV4 > 32 {
-		return fmt.Errorf("config: reputation.net_prefix_v4: %d: want 8..32 (default 24)", r.NetPrefixV4)
+		p.add("config: reputation.net_prefix_v4: %d: want 8..32 (default 24)", r.NetPrefixV4)
 	}
 	if r.NetPrefixV6 < 16 || r.NetPrefixV6 > 128 {
-		return fmt.Errorf("config: reputation.net_prefix_v6: %d: want 16..128 (default 48)", r.NetPrefixV6)
+		p.add("config: reputation.net_prefix_v6: %d: want 16..128 (default 48)", r.NetPrefixV6)
 	}
 	if r.ASNThreshold > 0 && r.ASNDB == "" {
-		return fmt.Errorf("config: reputation.asn_threshold needs reputation.asn_db, an ip2asn TSV or an MMDB file such as GeoLite2-ASN")
+		p.add("config: reputation.asn_threshold needs reputation.asn_db, an ip2asn TSV or an MMDB file such as GeoLite2-ASN")
 	}
 	for _, kv := range []struct {
 		key string
@@ -118,25 +117,24 @@ func (r Reputation) validate() error {
 	} {
 		// TOML can spell nan and inf; no comparison below would refuse them.
 		if math.IsNaN(kv.v) || math.IsInf(kv.v, 0) {
-			return fmt.Errorf("config: reputation.%s: %g: want a finite number", kv.key, kv.v)
+			p.add("config: reputation.%s: %g: want a finite number", kv.key, kv.v)
 		}
 	}
 	if r.KarmaSpamWeight <= 0 || r.KarmaHamWeight < 0 {
-		return fmt.Errorf("config: reputation.karma_spam_weight must be positive and karma_ham_weight not negative (defaults 1 and 0.25)")
+		p.add("config: reputation.karma_spam_weight must be positive and karma_ham_weight not negative (defaults 1 and 0.25)")
 	}
 	if r.KarmaHalfLife.Duration <= 0 {
-		return fmt.Errorf("config: reputation.karma_half_life must be positive (default \"7d\")")
+		p.add("config: reputation.karma_half_life must be positive (default \"7d\")")
 	}
 	if r.KarmaBlackBelow >= r.KarmaGreyBelow {
-		return fmt.Errorf("config: reputation.karma_black_below (%g) must be below karma_grey_below (%g) (defaults -1.5 and 0)", r.KarmaBlackBelow, r.KarmaGreyBelow)
+		p.add("config: reputation.karma_black_below (%g) must be below karma_grey_below (%g) (defaults -1.5 and 0)", r.KarmaBlackBelow, r.KarmaGreyBelow)
 	}
 	for i, f := range r.Follow {
 		if f.File == "" {
-			return fmt.Errorf("config: reputation.follow[%d].file: want a log file, e.g. \"/var/log/rspamd/rspamd.log\"", i)
+			p.add("config: reputation.follow[%d].file: want a log file, e.g. \"/var/log/rspamd/rspamd.log\"", i)
 		}
 		if !slices.Contains(followFormats, f.Format) {
-			return fmt.Errorf("config: reputation.follow[%d].format: %q: want \"rspamd\", \"spamassassin\" or \"postfix\"", i, f.Format)
+			p.add("config: reputation.follow[%d].format: %q: want \"rspamd\", \"spamassassin\" or \"postfix\"", i, f.Format)
 		}
 	}
-	return nil
 }

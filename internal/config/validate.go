@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -9,25 +10,27 @@ import (
 )
 
 // validate checks what the types cannot: ranges, keys that go together,
-// and settings under which nothing would work. The first problem found is
-// returned, naming the key and what to write instead.
+// and settings under which nothing would work. It returns every problem it
+// finds (errors.Join), each naming its key and what to write instead, so
+// that an operator fixes a file in one round ("moat check" lists them all).
 func (c *Config) validate() error {
+	var p problems
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("config: listen: %q: want host:port, e.g. \":25\" or \"192.0.2.1:25\"", c.Listen)
+		p.add("config: listen: %q: want host:port, e.g. \":25\" or \"192.0.2.1:25\"", c.Listen)
 	}
 	if _, _, err := net.SplitHostPort(c.Backend); err != nil {
-		return fmt.Errorf("config: backend: %q: want host:port of the real mail server, e.g. \"127.0.0.1:10025\"", c.Backend)
+		p.add("config: backend: %q: want host:port of the real mail server, e.g. \"127.0.0.1:10025\"", c.Backend)
 	}
 	switch c.BackendProxyProtocol {
 	case "v1", "v2", "none":
 	default:
-		return fmt.Errorf("config: backend_proxy_protocol: %q: want \"v2\", \"v1\" or \"none\"", c.BackendProxyProtocol)
+		p.add("config: backend_proxy_protocol: %q: want \"v2\", \"v1\" or \"none\"", c.BackendProxyProtocol)
 	}
 	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
-		return fmt.Errorf("config: hostname: %q: want the host name for the banner, e.g. \"mx.example.org\"", c.Hostname)
+		p.add("config: hostname: %q: want the host name for the banner, e.g. \"mx.example.org\"", c.Hostname)
 	}
 	if c.DataDir == "" {
-		return fmt.Errorf("config: data_dir: must not be empty (default \"./moat-data\")")
+		p.add("config: data_dir: must not be empty (default \"./moat-data\")")
 	}
 	switch {
 	case c.Store == "", c.Store == "bolt", strings.HasPrefix(c.Store, "redis://"),
@@ -35,48 +38,44 @@ func (c *Config) validate() error {
 		strings.HasPrefix(c.Store, "rediss-sentinel://"), strings.HasPrefix(c.Store, "redis-cluster://"),
 		strings.HasPrefix(c.Store, "rediss-cluster://"):
 	default:
-		return fmt.Errorf("config: store: %q: want \"bolt\" (default) or a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL (see docs/redis.md)", c.Store)
-	}
-	if err := c.Redis.validate(); err != nil {
-		return err
-	}
-	if err := c.Reputation.validate(); err != nil {
-		return err
+		p.add("config: store: %q: want \"bolt\" (default) or a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL (see docs/redis.md)", c.Store)
 	}
 	if err := c.Bypass.validate(c.Listen); err != nil {
-		return err
+		p = append(p, err)
 	}
+	c.Redis.validate(&p)
+	c.Reputation.validate(&p)
 	g := c.Greylist
 	if g.MinRetry.Duration <= 0 {
-		return fmt.Errorf("config: greylist.min_retry: %q: must be > 0 (default \"1m\"): with no wait, every sender that retries at all passes at once", g.MinRetry)
+		p.add("config: greylist.min_retry: %q: must be > 0 (default \"1m\"): with no wait, every sender that retries at all passes at once", g.MinRetry)
 	}
 	if g.MinRetry.Duration >= g.RetryWindow.Duration {
-		return fmt.Errorf("config: greylist.min_retry (%s) must be shorter than greylist.retry_window (%s)", g.MinRetry, g.RetryWindow)
+		p.add("config: greylist.min_retry (%s) must be shorter than greylist.retry_window (%s)", g.MinRetry, g.RetryWindow)
 	}
 	if g.WhiteTTL.Duration <= 0 {
-		return fmt.Errorf("config: greylist.white_ttl must be positive (default \"864h\")")
+		p.add("config: greylist.white_ttl must be positive (default \"864h\")")
 	}
 	if g.GreetDelay.Duration > 5*time.Minute {
-		return fmt.Errorf("config: greylist.greet_delay: %s is longer than the 5 minutes senders wait for a banner (RFC 5321 4.5.3.2); use at most \"30s\"", g.GreetDelay)
+		p.add("config: greylist.greet_delay: %s is longer than the 5 minutes senders wait for a banner (RFC 5321 4.5.3.2); use at most \"30s\"", g.GreetDelay)
 	}
 	if g.IPv4Prefix < 8 || g.IPv4Prefix > 32 {
-		return fmt.Errorf("config: greylist.ipv4_prefix: %d: want 8..32 (default 24)", g.IPv4Prefix)
+		p.add("config: greylist.ipv4_prefix: %d: want 8..32 (default 24)", g.IPv4Prefix)
 	}
 	if g.IPv6Prefix < 16 || g.IPv6Prefix > 128 {
-		return fmt.Errorf("config: greylist.ipv6_prefix: %d: want 16..128 (default 64)", g.IPv6Prefix)
+		p.add("config: greylist.ipv6_prefix: %d: want 16..128 (default 64)", g.IPv6Prefix)
 	}
 	if c.BlackTTL.Duration <= 0 {
-		return fmt.Errorf("config: black_ttl must be positive (default \"24h\")")
+		p.add("config: black_ttl must be positive (default \"24h\")")
 	}
 	t := c.Tarpit
 	if t.Stutter.Duration <= 0 || t.Stutter.Duration > time.Minute {
-		return fmt.Errorf("config: tarpit.stutter: %s: want between \"1ms\" and \"1m\" (default \"1s\")", t.Stutter)
+		p.add("config: tarpit.stutter: %s: want between \"1ms\" and \"1m\" (default \"1s\")", t.Stutter)
 	}
 	if t.MaxConns < 1 {
-		return fmt.Errorf("config: tarpit.max_conns: %d: must be at least 1 (default 15000)", t.MaxConns)
+		p.add("config: tarpit.max_conns: %d: must be at least 1 (default 15000)", t.MaxConns)
 	}
 	if t.MaxBytes < 1024 {
-		return fmt.Errorf("config: tarpit.max_bytes: %d: must be at least 1024 (default 10485760)", t.MaxBytes)
+		p.add("config: tarpit.max_bytes: %d: must be at least 1024 (default 10485760)", t.MaxBytes)
 	}
 	l := c.Limits
 	for _, kv := range []struct {
@@ -91,11 +90,11 @@ func (c *Config) validate() error {
 		{"limits.max_errors", int64(l.MaxErrors)},
 	} {
 		if kv.v < 1 {
-			return fmt.Errorf("config: %s: %d: must be at least 1", kv.key, kv.v)
+			p.add("config: %s: %d: must be at least 1", kv.key, kv.v)
 		}
 	}
 	if t.MaxConns >= l.MaxConns {
-		return fmt.Errorf("config: tarpit.max_conns (%d) must be below limits.max_conns (%d), so white and grey hosts keep a reserve when the tarpit is full", t.MaxConns, l.MaxConns)
+		p.add("config: tarpit.max_conns (%d) must be below limits.max_conns (%d), so white and grey hosts keep a reserve when the tarpit is full", t.MaxConns, l.MaxConns)
 	}
 	for _, kv := range []struct {
 		key string
@@ -109,110 +108,120 @@ func (c *Config) validate() error {
 		{"tarpit.idle_timeout", t.IdleTimeout.Duration},
 	} {
 		if kv.v <= 0 {
-			return fmt.Errorf("config: %s: must be positive", kv.key)
+			p.add("config: %s: must be positive", kv.key)
 		}
 	}
-	if err := c.Admin.validate(); err != nil {
-		return err
-	}
+	c.Admin.validate(&p)
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		return fmt.Errorf("config: tls.cert and tls.key must be set together (or neither, to not offer STARTTLS)")
+		p.add("config: tls.cert and tls.key must be set together (or neither, to not offer STARTTLS)")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("config: log.level: %q: want debug, info, warn or error", c.Log.Level)
+		p.add("config: log.level: %q: want debug, info, warn or error", c.Log.Level)
 	}
 	switch c.Log.Format {
 	case "json", "text":
 	default:
-		return fmt.Errorf("config: log.format: %q: want json or text", c.Log.Format)
+		p.add("config: log.format: %q: want json or text", c.Log.Format)
+	}
+	switch c.Log.Output {
+	case "stderr", "syslog":
+	default:
+		p.add("config: log.output: %q: want \"stderr\" (default; under systemd each line carries its priority) or \"syslog\" (the local syslog, mail facility)", c.Log.Output)
+	}
+	if c.User != "" && (strings.ContainsAny(c.User, " \t\r\n:/") || c.User == "root") {
+		p.add("config: user: %q: want the name of an unprivileged system user, e.g. \"moat\", or \"\" to keep the user moat starts as", c.User)
 	}
 	for i, a := range c.Traps.Addresses {
 		if !strings.Contains(a, "@") {
-			return fmt.Errorf("config: traps.addresses[%d]: %q: want a full address, e.g. \"trap@example.org\"", i, a)
+			p.add("config: traps.addresses[%d]: %q: want a full address, e.g. \"trap@example.org\"", i, a)
 		}
 	}
-	return c.validateMining()
+	c.validateMining(&p)
+	return p.err()
 }
 
 // validateMining checks the trap mining and bait keys.
-func (c *Config) validateMining() error {
+func (c *Config) validateMining(p *problems) {
 	t := c.Traps
 	for i, d := range t.Domains {
 		if d == "" || strings.ContainsAny(d, "@ \t\r\n[]<>") {
-			return fmt.Errorf("config: traps.domains[%d]: %q: want a domain, e.g. \"example.org\"", i, d)
+			p.add("config: traps.domains[%d]: %q: want a domain, e.g. \"example.org\"", i, d)
 		}
 	}
 	if t.MinHosts < 1 || t.MinHosts > 16 {
-		return fmt.Errorf("config: traps.min_hosts: %d: want 1..16 (default 3)", t.MinHosts)
+		p.add("config: traps.min_hosts: %d: want 1..16 (default 3)", t.MinHosts)
 	}
 	switch t.Auto {
 	case "suggest", "promote", "off":
 	default:
-		return fmt.Errorf("config: traps.auto: %q: want \"suggest\" (default), \"promote\" or \"off\"", t.Auto)
+		p.add("config: traps.auto: %q: want \"suggest\" (default), \"promote\" or \"off\"", t.Auto)
 	}
 	for i, f := range t.Follow {
 		if f == "" {
-			return fmt.Errorf("config: traps.follow[%d]: empty path: want a log file, e.g. \"/var/log/mail.log\"", i)
+			p.add("config: traps.follow[%d]: empty path: want a log file, e.g. \"/var/log/mail.log\"", i)
 		}
 	}
 	if t.RejectPattern != "" {
 		re, err := regexp.Compile(t.RejectPattern)
 		if err != nil {
-			return fmt.Errorf("config: traps.reject_pattern: not a regular expression: %v", err)
-		}
-		if re.SubexpIndex("client") < 0 || re.SubexpIndex("addr") < 0 {
-			return fmt.Errorf("config: traps.reject_pattern: needs the named groups (?P<client>…) for the client's IP address and (?P<addr>…) for the recipient")
+			p.add("config: traps.reject_pattern: not a regular expression: %v", err)
+		} else if re.SubexpIndex("client") < 0 || re.SubexpIndex("addr") < 0 {
+			p.add("config: traps.reject_pattern: needs the named groups (?P<client>…) for the client's IP address and (?P<addr>…) for the recipient")
 		}
 	}
 	b := c.Bait
 	if b.Listen != "" {
 		if _, _, err := net.SplitHostPort(b.Listen); err != nil {
-			return fmt.Errorf("config: bait.listen: %q: want host:port, e.g. \"127.0.0.1:8025\"", b.Listen)
+			p.add("config: bait.listen: %q: want host:port, e.g. \"127.0.0.1:8025\"", b.Listen)
 		}
 		if b.Domain == "" {
-			return fmt.Errorf("config: bait.domain: must be set when bait.listen is: the domain of the bait addresses, e.g. \"example.org\"")
+			p.add("config: bait.domain: must be set when bait.listen is: the domain of the bait addresses, e.g. \"example.org\"")
 		}
 	}
 	if b.Domain != "" && (strings.ContainsAny(b.Domain, "@ \t\r\n[]<>") || strings.HasPrefix(b.Domain, ".")) {
-		return fmt.Errorf("config: bait.domain: %q: want a domain, e.g. \"example.org\"", b.Domain)
+		p.add("config: bait.domain: %q: want a domain, e.g. \"example.org\"", b.Domain)
 	}
 	if b.Count < 1 || b.Count > 20 {
-		return fmt.Errorf("config: bait.count: %d: want 1..20 (default 3)", b.Count)
+		p.add("config: bait.count: %d: want 1..20 (default 3)", b.Count)
 	}
-	return nil
 }
 
 // validate checks the TCP admin listener: it is never open without a token.
-func (a Admin) validate() error {
+func (a Admin) validate(p *problems) {
 	if a.Listen == "" {
 		if a.TokenFile != "" {
-			return fmt.Errorf("config: admin.token_file is set but admin.listen is not: set admin.listen to open the TCP admin listener, or remove admin.token_file")
+			p.add("config: admin.token_file is set but admin.listen is not: set admin.listen to open the TCP admin listener, or remove admin.token_file")
 		}
-		return nil
+		return
 	}
 	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
-		return fmt.Errorf("config: admin.listen: %q: want host:port, e.g. \"127.0.0.1:8026\"", a.Listen)
+		p.add("config: admin.listen: %q: want host:port, e.g. \"127.0.0.1:8026\"", a.Listen)
 	}
 	if a.TokenFile == "" {
-		return fmt.Errorf("config: admin.token_file: must be set when admin.listen is: a file holding the bearer token every request must carry (e.g. \"openssl rand -hex 32 > /etc/moat/admin.token\")")
+		p.add("config: admin.token_file: must be set when admin.listen is: a file holding the bearer token every request must carry (e.g. \"openssl rand -hex 32 > /etc/moat/admin.token\")")
 	}
-	return nil
 }
 
-func (r Redis) validate() error {
+func (r Redis) validate(p *problems) {
 	if r.Prefix == "" || strings.ContainsAny(r.Prefix, " \t\r\n*?[]\\") {
-		return fmt.Errorf("config: redis.prefix: %q: want a key prefix without spaces or glob characters, e.g. \"moat:\" (default)", r.Prefix)
+		p.add("config: redis.prefix: %q: want a key prefix without spaces or glob characters, e.g. \"moat:\" (default)", r.Prefix)
 	}
 	if r.Timeout.Duration <= 0 || r.Timeout.Duration > time.Minute {
-		return fmt.Errorf("config: redis.timeout: %s: want between \"1ms\" and \"1m\" (default \"1s\")", r.Timeout)
+		p.add("config: redis.timeout: %s: want between \"1ms\" and \"1m\" (default \"1s\")", r.Timeout)
 	}
 	if r.CacheTTL.Duration <= 0 || r.CacheTTL.Duration > time.Minute {
-		return fmt.Errorf("config: redis.cache_ttl: %s: want between \"1ms\" and \"1m\" (default \"2s\"): a change made on another MX host may take this long to show here", r.CacheTTL)
+		p.add("config: redis.cache_ttl: %s: want between \"1ms\" and \"1m\" (default \"2s\"): a change made on another MX host may take this long to show here", r.CacheTTL)
 	}
 	if r.StaleTTL.Duration < r.CacheTTL.Duration {
-		return fmt.Errorf("config: redis.stale_ttl (%s) must be at least redis.cache_ttl (%s) (default \"10m\")", r.StaleTTL, r.CacheTTL)
+		p.add("config: redis.stale_ttl (%s) must be at least redis.cache_ttl (%s) (default \"10m\")", r.StaleTTL, r.CacheTTL)
 	}
-	return nil
 }
+
+// problems collects what validate finds.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+func (p problems) err() error { return errors.Join(p...) }

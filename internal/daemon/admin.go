@@ -27,27 +27,33 @@ func live(srv *server.Server) func() admin.Live {
 	}
 }
 
-// serveAdminTCP opens the TCP admin listener when admin.listen is set. It
-// never opens one without a token: a missing, unreadable, shared or short
-// token file stops start-up.
-func serveAdminTCP(ctx context.Context, cfg config.Admin, svc *admin.Service, log *slog.Logger) error {
-	addr := cfg.Listen
-	if addr == "" {
-		return nil
+// listenAdminTCP opens the TCP admin listener when admin.listen is set
+// (nil when not), with its token. It never opens one without a token: a
+// missing, unreadable, shared or short token file stops start-up.
+func listenAdminTCP(cfg config.Admin) (net.Listener, string, error) {
+	if cfg.Listen == "" {
+		return nil, "", nil
 	}
 	token, err := admin.LoadToken(cfg.TokenFile)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("admin.listen %s: %w", addr, err)
+		return nil, "", fmt.Errorf("admin.listen %s: %w", cfg.Listen, err)
+	}
+	return ln, token, nil
+}
+
+// serveAdminTCP serves the API on ln, if any, until ctx is done.
+func serveAdminTCP(ctx context.Context, ln net.Listener, token string, svc *admin.Service, log *slog.Logger) {
+	if ln == nil {
+		return
 	}
 	go func() {
 		if err := svc.ServeTCP(ctx, ln, token); err != nil {
-			log.Error("admin: TCP listener stopped", "listen", addr, "err", err.Error())
+			log.Error("admin: TCP listener stopped", "listen", ln.Addr().String(), "err", err.Error())
 		}
 	}()
 	log.Info("admin: TCP listener", "listen", ln.Addr().String())
-	return nil
 }

@@ -13,19 +13,29 @@ import (
 	"moat/internal/traps"
 )
 
-// serveBait serves the page that publishes the bait addresses of ts when
-// bait.listen is set, until ctx is done.
-func serveBait(ctx context.Context, cfg config.Bait, ts *traps.Set, log *slog.Logger) error {
+// listenBait opens the bait page's listener when bait.listen is set; nil
+// when not.
+func listenBait(cfg config.Bait) (net.Listener, error) {
 	if cfg.Listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("bait.listen %s: %w", cfg.Listen, err)
+	}
+	return ln, nil
+}
+
+// serveBait serves the page that publishes the bait addresses of ts on
+// ln, if any, until ctx is done.
+func serveBait(ctx context.Context, ln net.Listener, cfg config.Bait, ts *traps.Set, log *slog.Logger) error {
+	if ln == nil {
 		return nil
 	}
 	b := ts.Bait()
 	if b == nil {
+		ln.Close()
 		return errors.New("bait: no key loaded")
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("bait.listen %s: %w", cfg.Listen, err)
 	}
 	srv := &http.Server{
 		Handler:           &traps.Page{Bait: b, Count: cfg.Count, TrustedProxies: cfg.TrustedProxies.Nets()},

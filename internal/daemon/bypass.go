@@ -13,12 +13,12 @@ import (
 )
 
 // startBypass puts the kernel bypass in step with the engine and keeps it
-// so until ctx ends, when bypass.mode is "nftables". It returns what reads
-// the mail server's log for evidence about the hosts moat no longer sees
-// (nil when off). With the bypass off, a table an earlier run left is
+// so until ctx ends, when bypass.mode is "nftables". It returns the mirror
+// (nil when off), whose LogLine reads the mail server's log for evidence
+// about the hosts moat no longer sees. With the bypass off, a table an earlier run left is
 // deleted, so that white hosts stop going past a moat that was told not to
 // let them.
-func startBypass(ctx context.Context, cfg *config.Config, eng *classify.Engine, log *slog.Logger) (func(string), error) {
+func startBypass(ctx context.Context, cfg *config.Config, eng *classify.Engine, log *slog.Logger) (*bypass.Mirror, error) {
 	b := cfg.Bypass
 	if b.Mode != "nftables" {
 		// Without root or nf_tables there can be no table to retire.
@@ -45,7 +45,7 @@ func startBypass(ctx context.Context, cfg *config.Config, eng *classify.Engine, 
 	if len(cfg.Traps.Follow) == 0 {
 		log.Warn("bypass: traps.follow names no mail log: moat will not see white hosts write to traps, nor renew the white time of hosts that keep sending")
 	}
-	return m.LogLine, nil
+	return m, nil
 }
 
 func openBypass(cfg *config.Config) (*bypass.Table, error) {

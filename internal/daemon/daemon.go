@@ -4,10 +4,13 @@
 // one place that knows how the parts fit; "moat run" is New and Run.
 //
 // New builds every part and opens only the store and the files the
-// configuration names; Run opens the listeners and serves until its
-// context ends. The parts stay reachable on the Daemon, so that the
-// operator's offline commands (Offline), a simulation (NewEngine on a fake
-// clock) and a future live reload can use them without a second assembly.
+// configuration names; Run opens the listeners (or takes the one systemd
+// passes), drops to the configured user and serves until its context
+// ends. Reload (SIGHUP, "moat reload") reads the configuration again and
+// hands the parts that can change live their new settings (live.go); the
+// parts stay reachable on the Daemon, so that the operator's offline
+// commands (Offline) and a simulation (NewEngine on a fake clock) use
+// them without a second assembly.
 package daemon
 
 import (
@@ -18,9 +21,15 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"moat/internal/admin"
+	"moat/internal/buildinfo"
+	"moat/internal/bypass"
 	"moat/internal/classify"
 	"moat/internal/clock"
 	"moat/internal/config"
@@ -40,19 +49,37 @@ const trapReload = 10 * time.Second
 
 // Daemon is one moat: its parts, built by New, served by Run.
 type Daemon struct {
-	Config  *config.Config
-	Log     *slog.Logger
-	Version string // said in the start-up log line
+	// Config is the configuration moat started with: what the
+	// listeners, the store and the other parts a reload cannot change
+	// were built from.
+	Config *config.Config
+	// ConfigPath is the file Reload reads; "" means the built-in
+	// defaults.
+	ConfigPath string
+	Log        *slog.Logger
+	// Level is the logger's level, which a reload sets; nil: a reload
+	// leaves the level alone.
+	Level *slog.LevelVar
 
 	Store  store.Store
 	Engine *classify.Engine // its trap set is Engine.Traps()
 	Dialer *relay.Dialer    // the backend: hand-offs and trap probes alike
+	// Dialog is what grey sessions were given at start; a reload gives
+	// the server a new one (Server.SetDialog). Its Words, shared with
+	// the tarpit, stay: the backend watch learns into them.
 	Dialog *dialog.Config
 	Miner  *traps.Miner
 	Server *server.Server
 	Tarpit *tarpit.Tarpit
 	Admin  *admin.Service
-	Drop   *reputation.DropList // imported network lists; nil without reputation.drop_lists
+
+	reloadMu sync.Mutex     // one reload at a time
+	applied  *config.Config // the configuration the last reload applied
+	hooks    dialog.Hooks
+	words    *smtp.Words
+	drop     dropLists                     // the imported network lists in force, for their own reload ticker
+	tls      atomic.Bool                   // STARTTLS offered now
+	mirror   atomic.Pointer[bypass.Mirror] // the kernel bypass, once started; a reload syncs it
 }
 
 // New builds a daemon from cfg: it opens the store and loads the files the
@@ -60,7 +87,7 @@ type Daemon struct {
 // and starts the tarpit's scheduler. It opens no listener. On an error
 // nothing stays open.
 func New(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
-	d = &Daemon{Config: cfg, Log: log}
+	d = &Daemon{Config: cfg, Log: log, applied: cfg}
 	if d.Store, err = OpenStore(cfg, log); err != nil {
 		return nil, err
 	}
@@ -83,47 +110,23 @@ func New(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if d.Miner, err = newMiner(cfg, d.Engine, d.Dialer, log); err != nil {
 		return nil, err
 	}
+	d.hooks = dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt}
+	d.tls.Store(tlsCfg != nil)
 	// The grey dialog and the tarpit speak the same words.
-	words := smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
-	d.Dialog = &dialog.Config{
-		Words:           words,
-		GreetDelay:      cfg.Greylist.GreetDelay.Duration,
-		MaxRcpts:        cfg.Limits.MaxRcpts,
-		MaxCommands:     cfg.Limits.MaxCommands,
-		MaxErrors:       cfg.Limits.MaxErrors,
-		MaxMessageSize:  int64(cfg.Limits.MaxMessageSize),
-		IdleTimeout:     cfg.Limits.IdleTimeout.Duration,
-		DataTimeout:     cfg.Limits.DataTimeout.Duration,
-		DataDoneTimeout: cfg.Limits.DataDoneTimeout.Duration,
-		BackendTimeout:  cfg.Limits.BackendTimeout.Duration,
-		TLS:             tlsCfg,
-		BackendTLS:      backendTLS(cfg.Backend),
-		Hooks:           dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt},
-	}
-	d.Server = server.New(server.Config{
-		Hostname:       cfg.Hostname,
-		MaxConns:       cfg.Limits.MaxConns,
-		MaxConnsPerIP:  cfg.Limits.MaxConnsPerIP,
-		TrustedProxies: cfg.TrustedProxies.Nets(),
-	}, d.Engine, d.Dialer, d.Dialog, log)
-	if d.Tarpit, err = tarpit.New(tarpit.Config{
-		Words:       words,
-		MaxErrors:   cfg.Limits.MaxErrors,
-		MaxCommands: cfg.Limits.MaxCommands,
-		MaxRcpts:    cfg.Limits.MaxRcpts,
-		Stutter:     cfg.Tarpit.Stutter.Duration,
-		MaxConns:    cfg.Tarpit.MaxConns,
-		MaxBytes:    int64(cfg.Tarpit.MaxBytes),
-		MaxDuration: cfg.Tarpit.MaxDuration.Duration,
-		IdleTimeout: cfg.Tarpit.IdleTimeout.Duration,
-	}, tarpit.Events{Done: d.Server.TarpitDone, Rcpt: d.Miner.TarpitRcpt}); err != nil {
+	d.words = smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
+	d.Dialog = dialogConfig(cfg, tlsCfg, d.words, d.hooks)
+	d.Server = server.New(serverConfig(cfg), d.Engine, d.Dialer, d.Dialog, log)
+	if d.Tarpit, err = tarpit.New(tarpitConfig(cfg, d.words), tarpit.Events{Done: d.Server.TarpitDone, Rcpt: d.Miner.TarpitRcpt}); err != nil {
 		return nil, err
 	}
 	d.Server.SetTarpit(d.Tarpit)
-	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Live: live(d.Server), Bypass: bypassStatus(cfg)}
-	if d.Drop, err = loadReputation(cfg, d.Engine, log); err != nil {
+	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Live: live(d.Server), Bypass: bypassStatus(cfg), Reload: d.Reload}
+	rep, err := buildReputation(cfg, log)
+	if err != nil {
 		return nil, err
 	}
+	d.Engine.SetReputation(rep)
+	d.drop.set(rep.Drop)
 	return d, nil
 }
 
@@ -175,48 +178,100 @@ func (d *Daemon) watchBackend(ctx context.Context) {
 }
 
 // Run opens the listeners (the admin socket first: it refuses to start a
-// second moat on the same data_dir; the SMTP port last, so that whoever
-// sees it open finds every other part serving), starts the background
-// work and serves until ctx is done. It returns once open sessions have
-// ended or their grace period has passed. What it started before an error
-// stops when ctx is done.
+// second moat on the same data_dir) and, with every socket open, drops
+// to the configured user. Then it starts the background work and serves
+// SMTP last, so that whoever is answered finds every other part serving,
+// until ctx is done; SIGHUP reloads the configuration meanwhile. It
+// returns once open sessions have ended or their grace period has passed.
+// What it started before an error stops when ctx is done.
 func (d *Daemon) Run(ctx context.Context) error {
+	// SIGHUP's default action ends the process: take it over first.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	cfg := d.Config
+	ln, activated, err := listenSMTP(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	aln, err := admin.Listen(cfg.AdminSocket())
 	if err != nil {
 		return err
 	}
 	defer os.Remove(cfg.AdminSocket())
-	go d.Admin.Serve(ctx, aln)
-	if err := serveAdminTCP(ctx, cfg.Admin, d.Admin, d.Log); err != nil {
+	atcp, token, err := listenAdminTCP(cfg.Admin)
+	if err != nil {
+		aln.Close()
 		return err
 	}
-	if err := serveBait(ctx, cfg.Bait, d.Engine.Traps(), d.Log); err != nil {
+	bait, err := listenBait(cfg.Bait)
+	if err != nil {
+		aln.Close()
+		closeAll(atcp)
+		return err
+	}
+	if err := dropPrivileges(cfg, d.ConfigPath, d.Log); err != nil {
+		aln.Close()
+		closeAll(atcp, bait)
+		return err
+	}
+
+	go d.Admin.Serve(ctx, aln)
+	serveAdminTCP(ctx, atcp, token, d.Admin, d.Log)
+	if err := serveBait(ctx, bait, cfg.Bait, d.Engine.Traps(), d.Log); err != nil {
 		return err
 	}
 	go d.Miner.Run(ctx)
-	logLine, err := startBypass(ctx, cfg, d.Engine, d.Log) // bypass.go
+	mirror, err := startBypass(ctx, cfg, d.Engine, d.Log) // bypass.go
 	if err != nil {
 		return err
+	}
+	var logLine func(string)
+	if mirror != nil {
+		d.mirror.Store(mirror)
+		logLine = mirror.LogLine
 	}
 	if err := follow(ctx, cfg, d.Engine, d.Miner, logLine, d.Log); err != nil {
 		return err
 	}
-	if d.Drop != nil {
-		go reloadDrop(ctx, d.Drop, d.Log)
-	}
+	go d.drop.reloadEvery(ctx, dropReload, d.Log)
 	go d.Engine.Traps().Watch(ctx, trapReload, d.Log)
+	go d.onHangup(ctx, hup)
 	d.watchBackend(ctx)
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	source := d.ConfigPath
+	if source == "" {
+		source = "built-in defaults"
 	}
-	d.Log.Info("moat started", "version", d.Version, "listen", ln.Addr().String(), "backend", cfg.Backend,
-		"proxy_protocol", cfg.BackendProxyProtocol, "data_dir", cfg.DataDir, "tls", d.Dialog.TLS != nil)
+	attrs := append(buildinfo.Read().Attrs(), "config", source, "listen", ln.Addr().String(),
+		"socket_activation", activated, "backend", cfg.Backend, "proxy_protocol", cfg.BackendProxyProtocol,
+		"data_dir", cfg.DataDir, "tls", d.tls.Load(), "user", currentUser())
+	d.Log.Info("moat started", attrs...)
 	err = d.Server.Serve(ctx, ln)
 	d.Log.Info("moat stopped")
 	return err
+}
+
+// onHangup reloads the configuration at every SIGHUP until ctx is done.
+func (d *Daemon) onHangup(ctx context.Context, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			d.Reload() // it logs what it did, or why not
+		}
+	}
+}
+
+func closeAll(lns ...net.Listener) {
+	for _, ln := range lns {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 }
 
 // Close stops the tarpit and closes the store. Call it after Run returns.
@@ -229,4 +284,40 @@ func (d *Daemon) Close() error {
 		errs = append(errs, d.Store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// dropLists holds the imported network lists in force: a reload may
+// replace them while their ticker runs.
+type dropLists struct {
+	mu sync.Mutex
+	d  *reputation.DropList
+}
+
+func (l *dropLists) set(d *reputation.DropList) {
+	l.mu.Lock()
+	l.d = d
+	l.mu.Unlock()
+}
+
+// reloadEvery reads the lists in force again every interval until ctx is
+// done. A list that fails to load keeps its last good copy.
+func (l *dropLists) reloadEvery(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		d := l.d
+		l.mu.Unlock()
+		if d == nil {
+			continue
+		}
+		if err := d.Reload(); err != nil {
+			log.Warn("reputation: drop lists: keeping the last good copy", "err", err.Error())
+		}
+	}
 }

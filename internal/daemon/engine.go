@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"moat/internal/clock"
 	"moat/internal/config"
 	"moat/internal/greylist"
+	"moat/internal/logsink"
 	"moat/internal/relay"
 	"moat/internal/reputation"
 	"moat/internal/store"
@@ -21,26 +24,49 @@ import (
 	"moat/internal/traps"
 )
 
-// NewLogger is the logger the [log] table asks for, on standard error.
-func NewLogger(cfg *config.Config) *slog.Logger {
-	var lvl slog.Level
-	lvl.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if cfg.Log.Format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+// LogOptions is where the [log] table sends the daemon's lines.
+func LogOptions(cfg *config.Config) logsink.Options {
+	return logsink.Options{Level: cfg.Log.Level, Format: cfg.Log.Format, Output: cfg.Log.Output}
 }
 
-// OpenStore opens the configured store: the bolt file in data_dir, or the
-// shared Redis store.
+// BoltPath is the embedded store's file.
+func BoltPath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "moat.db") }
+
+// OpenStore opens the configured store for the daemon: the bolt file in
+// data_dir, made with data_dir when missing, or the shared Redis store,
+// which opens whether Redis answers yet or not.
 func OpenStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
+	return openStore(cfg, log)
+}
+
+// OpenExistingStore opens the configured store for an operator's command
+// when no daemon runs. It never makes one: a command run with the wrong
+// -c (or from another directory, with a relative data_dir) must not
+// write to a new, empty store and report success.
+func OpenExistingStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Store == "" || cfg.Store == "bolt" {
+		if _, err := os.Stat(BoltPath(cfg)); errors.Is(err, fs.ErrNotExist) {
+			return nil, noStore(BoltPath(cfg))
+		}
+	}
+	return openStore(cfg, log)
+}
+
+// ErrNoStore says that the configuration points where there is no store.
+var ErrNoStore = errors.New("no moat store")
+
+type noStore string
+
+func (p noStore) Error() string     { return fmt.Sprintf("no moat store at %s: is -c right?", string(p)) }
+func (p noStore) Is(err error) bool { return err == ErrNoStore }
+
+func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	switch cfg.Store {
 	case "", "bolt":
-		return bolt.Open(filepath.Join(cfg.DataDir, "moat.db"), bolt.Options{})
+		return bolt.Open(BoltPath(cfg), bolt.Options{Log: log})
 	}
 	return redis.Open(cfg.Store, redis.Options{
 		Prefix:   cfg.Redis.Prefix,
@@ -62,20 +88,8 @@ func NewEngine(cfg *config.Config, st store.Store, c clock.Clock) (*classify.Eng
 	if err != nil {
 		return nil, err
 	}
-	g := greylist.New(greylist.Config{
-		MinRetry:    cfg.Greylist.MinRetry.Duration,
-		RetryWindow: cfg.Greylist.RetryWindow.Duration,
-		PassTTL:     cfg.Greylist.WhiteTTL.Duration,
-		IPv4Prefix:  cfg.Greylist.IPv4Prefix,
-		IPv6Prefix:  cfg.Greylist.IPv6Prefix,
-	}, st, c)
-	eng := classify.New(classify.Config{
-		Whitelist: cfg.Whitelist.Nets(),
-		Blacklist: cfg.Blacklist.Nets(),
-		BlackTTL:  cfg.BlackTTL.Duration,
-		WhiteTTL:  cfg.Greylist.WhiteTTL.Duration,
-		GreyTTL:   cfg.Greylist.RetryWindow.Duration,
-	}, st, c, g, ts)
+	g := greylist.New(greylistConfig(cfg), st, c)
+	eng := classify.New(engineConfig(cfg), st, c, g, ts)
 	eng.SetReputation(reputationPolicy(cfg))
 	return eng, nil
 }

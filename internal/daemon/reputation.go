@@ -1,12 +1,8 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"moat/internal/classify"
@@ -15,15 +11,15 @@ import (
 	"moat/internal/reputation"
 )
 
-// dropReload is how often the imported network lists are read again
-// (SIGHUP reads them at once).
+// dropReload is how often the imported network lists are read again (a
+// reload reads them at once).
 const dropReload = 10 * time.Minute
 
-// loadReputation gives eng what the [reputation] table asks for beyond
-// the policy NewEngine set: DNS lists, SPF pools, network lists and the AS
-// table. It returns the network lists, for reloading; nil when there are
-// none.
-func loadReputation(cfg *config.Config, eng *classify.Engine, log *slog.Logger) (*reputation.DropList, error) {
+// buildReputation is what the [reputation] table asks for beyond the
+// policy NewEngine set: DNS lists, SPF pools, network lists and the AS
+// table, loaded from their files. The caller gives it to the engine
+// (SetReputation).
+func buildReputation(cfg *config.Config, log *slog.Logger) (classify.Reputation, error) {
 	rc := cfg.Reputation
 	rep := reputationPolicy(cfg)
 	rep.Log = log
@@ -38,7 +34,7 @@ func loadReputation(cfg *config.Config, eng *classify.Engine, log *slog.Logger) 
 	if len(rc.DNSBL) > 0 && len(servers) > 0 {
 		bl, err := reputation.NewDNSBL(reputation.DNSBLConfig{Sites: rc.DNSBL, Servers: servers, Timeout: rc.DNSBLTimeout.Duration, Log: log})
 		if err != nil {
-			return nil, fmt.Errorf("config: reputation.dnsbl: %w", err)
+			return rep, fmt.Errorf("config: reputation.dnsbl: %w", err)
 		}
 		rep.DNSBL = bl
 	}
@@ -48,40 +44,18 @@ func loadReputation(cfg *config.Config, eng *classify.Engine, log *slog.Logger) 
 	if len(rc.DropLists) > 0 {
 		drop, err := reputation.LoadDrop(rc.DropLists...)
 		if err != nil {
-			return nil, fmt.Errorf("config: reputation.drop_lists: %w", err)
+			return rep, fmt.Errorf("config: reputation.drop_lists: %w", err)
 		}
 		rep.Drop = drop
 	}
 	if rc.ASNDB != "" {
 		t, err := reputation.LoadASN(rc.ASNDB)
 		if err != nil {
-			return nil, fmt.Errorf("config: reputation.asn_db: %w", err)
+			return rep, fmt.Errorf("config: reputation.asn_db: %w", err)
 		}
 		rep.ASN = t
 	}
-	eng.SetReputation(rep)
 	log.Info("reputation", "dnsbl_sites", len(rc.DNSBL), "dns_servers", len(servers), "spf_pools", rep.Pools != nil,
 		"drop_networks", rep.Drop.Len(), "asn_ranges", rep.ASN.Len(), "net_threshold", rc.NetThreshold, "follow", len(rc.Follow))
-	return rep.Drop, nil
-}
-
-// reloadDrop reads the network lists again every dropReload and on SIGHUP
-// until ctx is done. A list that fails to load keeps its last good copy.
-func reloadDrop(ctx context.Context, d *reputation.DropList, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	t := time.NewTicker(dropReload)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-hup:
-		}
-		if err := d.Reload(); err != nil {
-			log.Warn("reputation: drop lists: keeping the last good copy", "err", err.Error())
-		}
-	}
+	return rep, nil
 }

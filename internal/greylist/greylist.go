@@ -15,6 +15,7 @@ package greylist
 import (
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"moat/internal/clock"
@@ -57,13 +58,22 @@ type Result struct {
 
 // Greylist applies Config to triplets kept in a store.
 type Greylist struct {
-	cfg   Config
+	conf  atomic.Pointer[Config] // replaced whole by SetConfig
 	st    store.Store
 	clock clock.Clock
 }
 
 // New returns a Greylist over st.
 func New(cfg Config, st store.Store, c clock.Clock) *Greylist {
+	g := &Greylist{st: st, clock: c}
+	g.SetConfig(cfg)
+	return g
+}
+
+// SetConfig replaces the windows, for a reload while sessions run. The
+// triplets already stored keep the expiry they were given; the new
+// windows apply from their next attempt.
+func (g *Greylist) SetConfig(cfg Config) {
 	if cfg.IPv4Prefix == 0 {
 		cfg.IPv4Prefix = 24
 	}
@@ -73,12 +83,13 @@ func New(cfg Config, st store.Store, c clock.Clock) *Greylist {
 	if cfg.PassTTL == 0 {
 		cfg.PassTTL = cfg.RetryWindow
 	}
-	return &Greylist{cfg: cfg, st: st, clock: c}
+	g.conf.Store(&cfg)
 }
 
 // Net folds a client address to its greylist network.
 func (g *Greylist) Net(client netip.Addr) netip.Prefix {
-	return prefix.Fold(client, g.cfg.IPv4Prefix, g.cfg.IPv6Prefix)
+	cfg := g.conf.Load()
+	return prefix.Fold(client, cfg.IPv4Prefix, cfg.IPv6Prefix)
 }
 
 // Triplet builds the greylist key. sender and rcpt must already be
@@ -94,25 +105,26 @@ func (g *Greylist) Check(client netip.Addr, sender, rcpt string) (Result, error)
 
 // check records one delivery attempt of triplet t.
 func (g *Greylist) check(t store.Triplet) (Result, error) {
+	cfg := g.conf.Load()
 	now := g.clock.Now()
 	a, ok, err := g.st.Triplet(t)
 	if err != nil {
 		return Result{Outcome: Defer, Reason: "store unavailable", Triplet: t}, err
 	}
 	if !ok {
-		a = store.Attempt{First: now, Last: now, Count: 1, Expires: now.Add(g.cfg.RetryWindow)}
+		a = store.Attempt{First: now, Last: now, Count: 1, Expires: now.Add(cfg.RetryWindow)}
 		return Result{Outcome: Defer, Reason: "first attempt", Triplet: t}, g.st.PutTriplet(t, a)
 	}
 	age := now.Sub(a.First)
 	a.Last = now
 	a.Count++
-	if age < g.cfg.MinRetry {
+	if age < cfg.MinRetry {
 		// Too soon: a bot hammering, or a sender with a very short
 		// first retry. Keep the first-attempt time so the window is
 		// measured from the first sight, as spamd and postgrey do.
 		return Result{Outcome: Defer, Reason: "retry too soon (" + age.Round(time.Second).String() + ")", Triplet: t}, g.st.PutTriplet(t, a)
 	}
-	a.Expires = now.Add(g.cfg.PassTTL)
+	a.Expires = now.Add(cfg.PassTTL)
 	return Result{Outcome: Pass, Reason: "retried after " + age.Round(time.Second).String(), Triplet: t}, g.st.PutTriplet(t, a)
 }
 
@@ -192,9 +204,10 @@ func (g *Greylist) Import(client netip.Addr, sender, rcpt string, a store.Attemp
 		a.Last = a.First
 	}
 	if a.Expires.IsZero() {
-		a.Expires = a.First.Add(g.cfg.RetryWindow)
-		if a.Last.Sub(a.First) >= g.cfg.MinRetry && a.Last.After(a.First) {
-			a.Expires = a.Last.Add(g.cfg.PassTTL)
+		cfg := g.conf.Load()
+		a.Expires = a.First.Add(cfg.RetryWindow)
+		if a.Last.Sub(a.First) >= cfg.MinRetry && a.Last.After(a.First) {
+			a.Expires = a.Last.Add(cfg.PassTTL)
 		}
 	}
 	if !a.Expires.After(g.clock.Now()) {

@@ -44,11 +44,11 @@ type Stats struct {
 
 // Server dispatches connections by class.
 type Server struct {
-	cfg    Config
+	conf   atomic.Pointer[Config] // replaced whole by SetConfig
 	eng    *classify.Engine
 	tp     *tarpit.Tarpit
 	dialer *relay.Dialer
-	dcfg   *dialog.Config
+	dcfg   atomic.Pointer[dialog.Config] // replaced whole by SetDialog
 	log    *slog.Logger
 
 	conns       atomic.Int64
@@ -65,11 +65,27 @@ type Server struct {
 
 // New returns a Server. It has no tarpit until SetTarpit gives it one.
 func New(cfg Config, eng *classify.Engine, dialer *relay.Dialer, dcfg *dialog.Config, log *slog.Logger) *Server {
+	s := &Server{eng: eng, dialer: dialer, log: log, perIP: map[netip.Addr]int{}}
+	s.SetConfig(cfg)
+	s.SetDialog(dcfg)
+	return s
+}
+
+// SetConfig replaces the server's limits and trusted proxies (a reload).
+// Open connections keep their slots: a lower cap refuses new ones until
+// enough have ended.
+func (s *Server) SetConfig(cfg Config) {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 30 * time.Second
 	}
-	return &Server{cfg: cfg, eng: eng, dialer: dialer, dcfg: dcfg, log: log, perIP: map[netip.Addr]int{}}
+	s.conf.Store(&cfg)
 }
+
+// SetDialog replaces what grey sessions are given (a reload). A session
+// keeps the one it started with until it ends.
+func (s *Server) SetDialog(dcfg *dialog.Config) { s.dcfg.Store(dcfg) }
+
+func (s *Server) cfg() *Config { return s.conf.Load() }
 
 // SetTarpit gives the server its tarpit, before Serve. The tarpit's Done
 // event must call s.TarpitDone: that releases a held connection's slot and
@@ -162,7 +178,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(s.cfg.ShutdownGrace):
+	case <-time.After(s.cfg().ShutdownGrace):
 		s.log.Warn("shutdown: sessions still open after grace period, closing them")
 	}
 	return nil
@@ -176,14 +192,14 @@ func isTemporary(err error) bool {
 
 // acquire takes a connection slot for client, or says why not.
 func (s *Server) acquire(client netip.Addr) string {
-	if n := s.conns.Add(1); n > int64(s.cfg.MaxConns) {
+	if n := s.conns.Add(1); n > int64(s.cfg().MaxConns) {
 		s.conns.Add(-1)
 		s.refusedCap.Add(1)
 		return "max_conns"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.perIP[client] >= s.cfg.MaxConnsPerIP {
+	if s.perIP[client] >= s.cfg().MaxConnsPerIP {
 		s.conns.Add(-1)
 		s.refusedIP.Add(1)
 		return "max_conns_per_ip"
@@ -250,7 +266,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.tarpitFull(client)
 	default:
 		peer.Listed = s.eng.Lookup(client, v) // DNS lists, answered within the greet delay
-		res := dialog.Serve(ctx, c, peer, s.dcfg, s.eng, s.tp, s.dialer)
+		res := dialog.Serve(ctx, c, peer, s.dcfg.Load(), s.eng, s.tp, s.dialer)
 		s.sessions[store.Grey].Add(1)
 		if res.Tarpitted {
 			s.log.Info("session", "client", client.String(), "class", "grey", "verdict", res.Verdict.String(),
@@ -275,7 +291,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 }
 
 func (s *Server) trusted(a netip.Addr) bool {
-	for _, p := range s.cfg.TrustedProxies {
+	for _, p := range s.cfg().TrustedProxies {
 		if p.Contains(a) {
 			return true
 		}
@@ -304,7 +320,7 @@ func (s *Server) splice(ctx context.Context, c net.Conn, peer dialog.Peer, v cla
 	if err != nil {
 		// The client keeps its mail and retries later.
 		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "421 4.4.1 %s Service not available, try again later\r\n", s.cfg.Hostname)
+		fmt.Fprintf(c, "421 4.4.1 %s Service not available, try again later\r\n", s.cfg().Hostname)
 		c.Close()
 		s.sessions[store.White].Add(1)
 		s.log.Warn("session", "client", client.String(), "class", "white", "verdict", "backend-unavailable",

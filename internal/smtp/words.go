@@ -3,6 +3,7 @@ package smtp
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -47,14 +48,16 @@ const (
 // is shared by the grey dialog and the tarpit, so the EHLO a black host
 // hears follows the one a grey host hears when the backend changes.
 type Words struct {
-	host     string
-	banner   string // the whole banner
-	first    string // its first line, when the greet delay splits it
-	helo     string
-	starttls bool  // STARTTLS is offered (a certificate is configured)
-	maxSize  int64 // moat's own message size limit
+	host string
+	helo string
 
-	offer atomic.Pointer[Offer]
+	// What a reload may change (Reshape), and the offer made from it
+	// and from the backend's extensions last learnt. Readers load them;
+	// writers (Learn, Reshape) hold mu.
+	shape  atomic.Pointer[shape]
+	offer  atomic.Pointer[Offer]
+	mu     sync.Mutex
+	learnt Extensions
 
 	// The 421s that end a session, read-only.
 	TooManyErrors   string // at max_errors
@@ -78,6 +81,14 @@ func (o *Offer) EHLO(tls bool) string {
 	return o.ehlo
 }
 
+// shape is what of the words follows the configuration.
+type shape struct {
+	banner   string // the whole banner
+	first    string // its first line, when the greet delay splits it
+	starttls bool   // STARTTLS is offered (a certificate is configured)
+	maxSize  int64  // moat's own message size limit
+}
+
 // NewWords returns the words of host (a name without spaces). split says
 // the banner is sent in two lines with the greet delay between them;
 // starttls that STARTTLS is offered; maxSize is moat's own size limit.
@@ -85,34 +96,49 @@ func (o *Offer) EHLO(tls bool) string {
 func NewWords(host string, split, starttls bool, maxSize int64) *Words {
 	w := &Words{
 		host:            host,
-		banner:          "220 " + host + " ESMTP\r\n",
 		helo:            "250 " + host + "\r\n",
-		starttls:        starttls,
-		maxSize:         maxSize,
 		TooManyErrors:   "421 4.7.0 " + host + " Error: too many errors\r\n",
 		TooManyCommands: "421 4.7.0 " + host + " Error: too many commands\r\n",
 		Timeout:         "421 4.4.2 " + host + " Error: timeout exceeded\r\n",
+		learnt:          Extensions{EightBit: true, SMTPUTF8: true, DSN: true},
 	}
-	if split {
-		w.first = "220-" + host + " ESMTP\r\n"
-		w.banner = w.first + w.banner
-	}
-	w.Learn(Extensions{EightBit: true, SMTPUTF8: true, DSN: true})
+	w.Reshape(split, starttls, maxSize)
 	return w
+}
+
+// Reshape changes what a reload may change: whether the banner is split
+// (a greet delay), whether STARTTLS is offered, and moat's own size limit.
+// The offer is made again with the backend's extensions last learnt. A
+// session reads the words as it goes: one that is under way picks up the
+// new ones at its next reply.
+func (w *Words) Reshape(split, starttls bool, maxSize int64) {
+	sh := &shape{banner: "220 " + w.host + " ESMTP\r\n", starttls: starttls, maxSize: maxSize}
+	if split {
+		sh.first = "220-" + w.host + " ESMTP\r\n"
+		sh.banner = sh.first + sh.banner
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.shape.Store(sh)
+	w.offerLocked()
 }
 
 // Host returns the host name the words use.
 func (w *Words) Host() string { return w.host }
 
 // Banner returns the whole banner.
-func (w *Words) Banner() string { return w.banner }
+func (w *Words) Banner() string { return w.shape.Load().banner }
 
 // BannerFirst returns the first line of a split banner and BannerLast the
-// rest; without a split, BannerFirst is "".
-func (w *Words) BannerFirst() string { return w.first }
+// rest; without a split, BannerFirst is "". (Across a Reshape the two may
+// come from different shapes: the client still gets one valid banner.)
+func (w *Words) BannerFirst() string { return w.shape.Load().first }
 
 // BannerLast returns what follows BannerFirst.
-func (w *Words) BannerLast() string { return w.banner[len(w.first):] }
+func (w *Words) BannerLast() string {
+	sh := w.shape.Load()
+	return sh.banner[len(sh.first):]
+}
 
 // HELO returns the reply to HELO.
 func (w *Words) HELO() string { return w.helo }
@@ -125,12 +151,22 @@ func (w *Words) Offer() *Offer { return w.offer.Load() }
 // moat's limit and the backend's. SMTPUTF8 needs 8BITMIME (RFC 6531).
 // It reports whether the offer changed.
 func (w *Words) Learn(backend Extensions) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.learnt = backend
+	return w.offerLocked()
+}
+
+// offerLocked makes the offer from the shape and the backend's extensions
+// last learnt, and reports whether it changed. Call it with mu held.
+func (w *Words) offerLocked() bool {
+	sh, backend := w.shape.Load(), w.learnt
 	e := Extensions{
-		Size:     w.maxSize,
+		Size:     sh.maxSize,
 		EightBit: backend.EightBit,
 		SMTPUTF8: backend.SMTPUTF8 && backend.EightBit,
 		DSN:      backend.DSN,
-		StartTLS: w.starttls,
+		StartTLS: sh.starttls,
 	}
 	if backend.Size > 0 && (e.Size <= 0 || backend.Size < e.Size) {
 		e.Size = backend.Size
@@ -138,7 +174,7 @@ func (w *Words) Learn(backend Extensions) bool {
 	if old := w.offer.Load(); old != nil && old.Ext == e {
 		return false
 	}
-	w.offer.Store(&Offer{Ext: e, ehlo: w.ehlo(e, w.starttls), ehloTLS: w.ehlo(e, false)})
+	w.offer.Store(&Offer{Ext: e, ehlo: w.ehlo(e, sh.starttls), ehloTLS: w.ehlo(e, false)})
 	return true
 }
 

@@ -77,7 +77,7 @@ func (s *session) feed(p []byte, now int64) int {
 		}
 		if s.overlong {
 			s.fault(smtp.ReplyTooLong)
-		} else if s.cmds = min(s.cmds+1, math.MaxUint16); int(s.cmds) > s.t.maxCommands {
+		} else if s.cmds = min(s.cmds+1, math.MaxUint16); int(s.cmds) > s.t.limits().MaxCommands {
 			s.quit, s.out = true, s.t.words.TooManyCommands
 		} else {
 			s.command(line)
@@ -205,7 +205,7 @@ func (s *session) command(line []byte) {
 			s.fault(smtp.ReplyNeedUTF8)
 			return
 		}
-		if s.rcpts = min(s.rcpts+1, math.MaxUint16); int(s.rcpts) > t.maxRcpts {
+		if s.rcpts = min(s.rcpts+1, math.MaxUint16); int(s.rcpts) > t.limits().MaxRcpts {
 			s.out = smtp.ReplyTooManyRcpts
 			return
 		}
@@ -290,7 +290,7 @@ func verbOf(v []byte) string {
 // fault answers a client error; past max_errors the session ends, as the
 // grey dialog's does.
 func (s *session) fault(reply string) {
-	if s.errs = min(s.errs+1, math.MaxUint8); int(s.errs) > s.t.maxErrors {
+	if s.errs = min(s.errs+1, math.MaxUint8); int(s.errs) > s.t.limits().MaxErrors {
 		s.quit, s.out = true, s.t.words.TooManyErrors
 		return
 	}

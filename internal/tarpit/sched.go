@@ -33,13 +33,23 @@ type entry struct {
 
 func (w *wheel) init(t *Tarpit, step int64) {
 	w.t = t
+	w.setStep(step)
+	w.wake = make(chan struct{}, 1)
+	w.q = make([]entry, 64)
+}
+
+// setStep sets the Stutter. After a shorter one, a session queued later
+// may be due before one queued earlier: it waits behind it, at most one
+// old Stutter once, and the queue is in order again when those queued
+// before the change are out.
+func (w *wheel) setStep(step int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.step = step
 	w.quantum = min(step/50, int64(20*time.Millisecond))
 	if w.quantum < int64(time.Millisecond) {
 		w.quantum = min(step, int64(time.Millisecond))
 	}
-	w.wake = make(chan struct{}, 1)
-	w.q = make([]entry, 64)
 }
 
 // push queues s to write its next byte one Stutter from now. The time is
@@ -95,7 +105,7 @@ func (t *Tarpit) schedule() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var batch []*session
-	nextSweep := t.now() + t.sweepEvery
+	nextSweep := t.now() + t.sweepEvery()
 	for {
 		now := t.now()
 		var next int64
@@ -106,7 +116,7 @@ func (t *Tarpit) schedule() {
 		clear(batch)
 		if now >= nextSweep {
 			t.sweep(now)
-			nextSweep = now + t.sweepEvery
+			nextSweep = now + t.sweepEvery()
 		}
 		wait := nextSweep - now
 		if next >= 0 && next-now < wait {

@@ -64,7 +64,7 @@ func (s *session) owing() bool { return s.out != "" || len(s.pending) > 0 }
 func (s *session) take(p []byte, now int64) int {
 	n := s.feed(p, now)
 	s.bytesIn += int64(n)
-	if s.bytesIn > s.t.cfg.MaxBytes {
+	if s.bytesIn > s.t.limits().MaxBytes {
 		s.shutLocked()
 	}
 	return n

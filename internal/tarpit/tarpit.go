@@ -105,11 +105,10 @@ type Stats struct {
 
 // Tarpit holds connections. Create it with New; it is safe for concurrent use.
 type Tarpit struct {
-	cfg Config
+	lim atomic.Pointer[Config] // the limits in force, replaced whole by SetLimits
 	ev  Events
 
-	words                            *smtp.Words
-	maxErrors, maxCommands, maxRcpts int
+	words *smtp.Words // shared with the grey dialog; never replaced
 
 	base  time.Time // origin of the monotonic nanosecond clock used inside
 	wheel wheel
@@ -119,8 +118,7 @@ type Tarpit struct {
 	qidSeed uint64
 	qidSeq  atomic.Uint64
 
-	sweepEvery int64
-	sweepBuf   []*session // the scheduler's scratch copy of sessions
+	sweepBuf []*session // the scheduler's scratch copy of sessions
 
 	mu       sync.Mutex
 	closing  bool
@@ -170,6 +168,24 @@ func newTarpit(cfg Config, ev Events) (*Tarpit, error) {
 		}
 		cfg.Words = smtp.NewWords(cfg.Hostname, false, false, 0)
 	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tarpit{
+		ev:      ev,
+		words:   cfg.Words,
+		base:    time.Now(),
+		qidSeed: randSeed(),
+		quit:    make(chan struct{}),
+	}
+	t.lim.Store(&cfg)
+	t.wheel.init(t, int64(cfg.Stutter))
+	return t, nil
+}
+
+// withDefaults checks the limits of cfg and fills in the zero ones.
+func (cfg Config) withDefaults() (Config, error) {
 	for _, l := range []struct {
 		name string
 		v    int64
@@ -184,7 +200,7 @@ func newTarpit(cfg Config, ev Events) (*Tarpit, error) {
 		{"MaxRcpts", int64(cfg.MaxRcpts)},
 	} {
 		if l.v < 0 {
-			return nil, fmt.Errorf("tarpit: %s is negative (%d): use 0 for the default", l.name, l.v)
+			return cfg, fmt.Errorf("tarpit: %s is negative (%d): use 0 for the default", l.name, l.v)
 		}
 	}
 	if cfg.Stutter == 0 {
@@ -202,24 +218,41 @@ func newTarpit(cfg Config, ev Events) (*Tarpit, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	t := &Tarpit{
-		cfg:         cfg,
-		ev:          ev,
-		words:       cfg.Words,
-		maxErrors:   cmp.Or(cfg.MaxErrors, 10),
-		maxCommands: cmp.Or(cfg.MaxCommands, 1000),
-		maxRcpts:    cmp.Or(cfg.MaxRcpts, 100),
-		base:        time.Now(),
-		qidSeed:     randSeed(),
-		quit:        make(chan struct{}),
+	cfg.MaxErrors = cmp.Or(cfg.MaxErrors, 10)
+	cfg.MaxCommands = cmp.Or(cfg.MaxCommands, 1000)
+	cfg.MaxRcpts = cmp.Or(cfg.MaxRcpts, 100)
+	return cfg, nil
+}
+
+// SetLimits replaces the limits (Stutter, MaxConns, MaxBytes, MaxDuration,
+// IdleTimeout and the dialog's MaxErrors, MaxCommands, MaxRcpts) while
+// connections are held: a reload. Nothing held is closed for it; each
+// limit applies from its next check (a lower MaxConns refuses new
+// connections until enough have left, a shorter MaxDuration ends the
+// overdue ones at the next sweep). The words stay: cfg's Words and
+// Hostname are not used.
+func (t *Tarpit) SetLimits(cfg Config) error {
+	cfg.Words, cfg.Hostname = t.words, ""
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
 	}
-	t.wheel.init(t, int64(cfg.Stutter))
-	// Timeouts are checked by a sweep rather than a timer per connection:
-	// a timer costs memory per connection, a sweep a few microseconds per
-	// thousand connections. Its period bounds how late a limit bites.
-	t.sweepEvery = int64(min(cfg.IdleTimeout, cfg.MaxDuration) / 8)
-	t.sweepEvery = max(int64(5*time.Millisecond), min(t.sweepEvery, int64(time.Second)))
-	return t, nil
+	t.lim.Store(&cfg)
+	t.wheel.setStep(int64(cfg.Stutter))
+	return nil
+}
+
+// limits is the Config in force.
+func (t *Tarpit) limits() *Config { return t.lim.Load() }
+
+// sweepEvery is how often the limits are swept. Timeouts are checked by a
+// sweep rather than a timer per connection: a timer costs memory per
+// connection, a sweep a few microseconds per thousand connections. Its
+// period bounds how late a limit bites.
+func (t *Tarpit) sweepEvery() int64 {
+	l := t.limits()
+	every := int64(min(l.IdleTimeout, l.MaxDuration) / 8)
+	return max(int64(5*time.Millisecond), min(every, int64(time.Second)))
 }
 
 // now is the tarpit's monotonic clock in nanoseconds since New. An int64
@@ -288,7 +321,7 @@ func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
 func (t *Tarpit) register(s *session) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closing || len(t.sessions) >= t.cfg.MaxConns {
+	if t.closing || len(t.sessions) >= t.limits().MaxConns {
 		return false
 	}
 	s.idx = int32(len(t.sessions))
@@ -375,7 +408,8 @@ func (t *Tarpit) sweep(now int64) {
 	t.mu.Lock()
 	t.sweepBuf = append(t.sweepBuf[:0], t.sessions...)
 	t.mu.Unlock()
-	maxDur, idle := int64(t.cfg.MaxDuration), int64(t.cfg.IdleTimeout)
+	l := t.limits()
+	maxDur, idle := int64(l.MaxDuration), int64(l.IdleTimeout)
 	for _, s := range t.sweepBuf {
 		s.mu.Lock()
 		if now-s.start >= maxDur || (!s.owing() && now-s.idle >= idle) {

@@ -678,3 +678,42 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// New limits apply to held connections without closing any: a lower cap
+// refuses only new ones, a reply under way goes on at the new stutter, and
+// a shorter MaxDuration ends the overdue at the next sweep.
+func TestSetLimits(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{MaxConns: 3, Stutter: 20 * time.Millisecond}, Events{}, mode, nil)
+			a, b := r.dial(t), r.dial(t)
+			for range 2 {
+				if !<-r.held {
+					t.Fatal("Hold refused below MaxConns")
+				}
+			}
+			if err := r.tp.SetLimits(Config{MaxConns: 1, Stutter: testStutter}); err != nil {
+				t.Fatal(err)
+			}
+			c := r.dial(t)
+			if <-r.held {
+				t.Fatal("Hold accepted a connection above the new MaxConns")
+			}
+			c.expectEOF()
+			a.expect(banner)
+			b.expect(banner)
+			if st := r.tp.Stats(); st.Held != 2 {
+				t.Fatalf("after SetLimits: %d held, want the 2 held before it", st.Held)
+			}
+			if err := r.tp.SetLimits(Config{MaxConns: 1, MaxDuration: 50 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			a.expectEOF()
+			b.expectEOF()
+			if err := r.tp.SetLimits(Config{MaxConns: -1}); err == nil {
+				t.Error("SetLimits with a negative MaxConns: no error")
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@
 package traps
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -40,23 +41,60 @@ type Trap struct {
 // Set is the current trap list.
 type Set struct {
 	st     store.Store
-	static map[string]bool
-	mu     sync.Mutex // serialises reloads and changes
+	static map[string]bool // the configuration's traps; replaced under mu by SetConfigured
+	mu     sync.Mutex      // serialises reloads and changes
 	cur    atomic.Pointer[map[string]Source]
 	bait   atomic.Pointer[Bait] // minted bait addresses are traps too; nil: no bait key
 }
 
-// New builds the set from the configured addresses and the store.
+// New builds the set from the configured addresses and the store. A
+// store that cannot be reached is no error (it wraps store.ErrUnavailable):
+// the configured traps serve at once, and the stored ones from the first
+// Reload that reaches the store (Watch retries).
 func New(st store.Store, configured []string) (*Set, error) {
-	s := &Set{st: st, static: map[string]bool{}}
-	for _, a := range configured {
+	s := &Set{st: st}
+	static, err := normalizeAll(configured)
+	if err != nil {
+		return nil, err
+	}
+	s.static = static
+	if err := s.Reload(); err != nil {
+		if !errors.Is(err, store.ErrUnavailable) {
+			return nil, err
+		}
+		s.publish(nil)
+	}
+	return s, nil
+}
+
+func normalizeAll(addrs []string) (map[string]bool, error) {
+	m := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
 		n, err := smtp.Normalize(a)
 		if err != nil {
 			return nil, fmt.Errorf("traps: %q: %v", a, err)
 		}
-		s.static[n] = true
+		m[n] = true
 	}
-	return s, s.Reload()
+	return m, nil
+}
+
+// SetConfigured replaces the configuration's traps (a reload). The stored
+// traps stay as they are; when the store cannot be read now, the new
+// configured list serves with the stored traps last read.
+func (s *Set) SetConfigured(configured []string) error {
+	static, err := normalizeAll(configured)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.static = static
+	if err := s.reload(); err != nil {
+		s.publish(s.stored())
+		return err
+	}
+	return nil
 }
 
 // Reload reads the stored traps again.
@@ -71,6 +109,13 @@ func (s *Set) reload() error {
 	if err != nil {
 		return err
 	}
+	s.publish(stored)
+	return nil
+}
+
+// publish makes the set the configured traps and stored. Call it with mu
+// held, or before the set is shared.
+func (s *Set) publish(stored []string) {
 	m := make(map[string]Source, len(s.static)+len(stored))
 	for _, a := range stored {
 		m[a] = FromStore
@@ -79,7 +124,19 @@ func (s *Set) reload() error {
 		m[a] = FromConfig
 	}
 	s.cur.Store(&m)
-	return nil
+}
+
+// stored returns the stored traps as last read.
+func (s *Set) stored() []string {
+	var out []string
+	if m := s.cur.Load(); m != nil {
+		for a, src := range *m {
+			if src == FromStore {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // Is says whether addr (already normalised) is a trap.

@@ -213,3 +213,66 @@ func TestZeroSetIsEmpty(t *testing.T) {
 		t.Errorf("zero Set List = %v, %v", l, err)
 	}
 }
+
+// trapsDown is a store whose traps cannot be read while down is set: a
+// Redis that does not answer.
+type trapsDown struct {
+	store.Store
+	down bool
+}
+
+func (s *trapsDown) Traps() ([]string, error) {
+	if s.down {
+		return nil, store.ErrUnavailable
+	}
+	return s.Store.Traps()
+}
+
+// A reload replaces the configuration's traps and keeps the stored ones;
+// with the store unreachable, the new configured list still applies.
+func TestSetConfigured(t *testing.T) {
+	st := &trapsDown{Store: openStore(t)}
+	s := newSet(t, st, "old@example.org")
+	if _, err := s.Add("added@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetConfigured([]string{"New@Example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]bool{"new@example.org": true, "added@example.org": true, "old@example.org": false} {
+		if s.Is(addr) != want {
+			t.Errorf("after SetConfigured: Is(%s) = %v, want %v", addr, !want, want)
+		}
+	}
+	if _, err := s.Del("new@example.org"); err == nil {
+		t.Error("Del of a configured trap worked; want it refused")
+	}
+	if err := s.SetConfigured([]string{"no address"}); err == nil {
+		t.Error("SetConfigured with a bad address: no error")
+	}
+	if !s.Is("new@example.org") {
+		t.Error("a refused SetConfigured changed the set")
+	}
+
+	st.down = true
+	if err := s.SetConfigured([]string{"third@example.org"}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("SetConfigured with the store down: %v, want ErrUnavailable", err)
+	}
+	for addr, want := range map[string]bool{"third@example.org": true, "added@example.org": true, "new@example.org": false} {
+		if s.Is(addr) != want {
+			t.Errorf("store down, after SetConfigured: Is(%s) = %v, want %v", addr, !want, want)
+		}
+	}
+}
+
+// With the store unreachable at start (Redis not up yet), the configured
+// traps serve at once.
+func TestNewWithStoreDown(t *testing.T) {
+	s, err := New(&trapsDown{Store: openStore(t), down: true}, []string{"trap@example.org"})
+	if err != nil {
+		t.Fatalf("New with the store down: %v, want the configured traps to serve", err)
+	}
+	if !s.Is("trap@example.org") {
+		t.Error("configured trap not served with the store down")
+	}
+}

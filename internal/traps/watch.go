@@ -2,8 +2,11 @@ package traps
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
+
+	"moat/internal/store"
 )
 
 // Watch reloads the stored traps every interval until ctx is done, so that
@@ -17,7 +20,9 @@ func (s *Set) Watch(ctx context.Context, every time.Duration, log *slog.Logger) 
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.Reload(); err != nil {
+			// An unreachable store says so itself, once per
+			// outage; the set keeps the traps it last read.
+			if err := s.Reload(); err != nil && !errors.Is(err, store.ErrUnavailable) {
 				log.Warn("traps: reload", "err", err.Error())
 			}
 		}

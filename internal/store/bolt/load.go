@@ -22,7 +22,7 @@ func invalidFile(path string, cause error) error {
 // other damage. A truncated file is worse: bbolt reads pages past its end
 // through the mmap, which is a SIGBUS, a fatal error that recover cannot
 // see unless SetPanicOnFault makes it a panic (that is what it is for).
-func openDB(path string) (db *bbolt.DB, err error) {
+func openDB(path string, readOnly bool) (db *bbolt.DB, err error) {
 	// bbolt initialises a 0-byte file as a new database. For moat that
 	// would be a new, empty store over a file that was damaged (a full
 	// disk, a botched copy), silently dropping every operator entry: only
@@ -37,7 +37,8 @@ func openDB(path string) (db *bbolt.DB, err error) {
 		}
 	}()
 	db, err = bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout: lockTimeout,
+		Timeout:  lockTimeout,
+		ReadOnly: readOnly,
 		// The map freelist stays fast when many triplets expire and free
 		// pages all over the file.
 		FreelistType: bbolt.FreelistMapType,
