@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
