@@ -86,12 +86,13 @@ type Daemon struct {
 // configuration names (TLS key pair, bait key, network lists, AS table),
 // and starts the tarpit's scheduler. It opens no listener. On an error
 // nothing stays open.
-func New(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
-	d = &Daemon{Config: cfg, Log: log, applied: cfg}
+func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
+	d := &Daemon{Config: cfg, Log: log, applied: cfg}
 	if d.Store, err = OpenStore(cfg, log); err != nil {
 		return nil, err
 	}
 	defer func() {
+		// d, not the result, which a failing return sets to nil.
 		if err != nil {
 			d.Close()
 		}

@@ -178,13 +178,20 @@ func NewMiner(cfg MinerConfig, st store.Store, set *Set) (*Miner, error) {
 	for _, d := range cfg.Domains {
 		m.fixed[strings.ToLower(strings.TrimSuffix(d, "."))] = true
 	}
-	if err := st.Scan(kindLocalDomain, func(k string, _ []byte) bool {
+	err := st.Scan(kindLocalDomain, func(k string, _ []byte) bool {
 		m.learned[k] = time.Time{} // refreshed on the next sight
 		return len(m.learned) < maxLearned
-	}); err != nil {
+	})
+	if err == nil {
+		err = m.recount()
+	}
+	// A store not reachable yet (Redis starting after moat) is no
+	// reason not to start: the learned domains come back at their next
+	// sight, the count of records at the hourly recount.
+	if err != nil && !errors.Is(err, store.ErrUnavailable) {
 		return nil, err
 	}
-	return m, m.recount()
+	return m, nil
 }
 
 func (m *Miner) recount() error {
