@@ -2,7 +2,9 @@
 # The test command: installs what the tests need when it is missing (real
 # Postfix, swaks, redis-server and rspamd from Debian), then vets the code and runs
 # every test under the race detector, end-to-end tests with real Postfix
-# included. Run it as root (the end-to-end tests start Postfix instances).
+# included, and the Debian package's test (test/package.sh: build, install,
+# check, remove). Run it as root (the end-to-end tests start Postfix
+# instances; the package test installs a package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +25,4 @@ fi
 
 go vet ./...
 go test -race -count=1 -timeout 15m ./... "$@"
+./test/package.sh

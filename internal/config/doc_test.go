@@ -125,3 +125,45 @@ func TestDocExample(t *testing.T) {
 		}
 	}
 }
+
+// tomlBlocks returns the TOML examples of a documentation page.
+func tomlBlocks(t *testing.T, doc string) []string {
+	t.Helper()
+	var blocks []string
+	for rest := doc; ; {
+		start := strings.Index(rest, "```toml\n")
+		if start < 0 {
+			return blocks
+		}
+		rest = rest[start+len("```toml\n"):]
+		end := strings.Index(rest, "```")
+		if end < 0 {
+			t.Fatal("an unterminated TOML example")
+		}
+		blocks = append(blocks, strings.TrimSpace(strings.ReplaceAll(rest[:end], "\n  ", "\n")))
+		rest = rest[end:]
+	}
+}
+
+// Every TOML example in the set-up guides loads, and so does the
+// configuration the Debian package installs: an operator copies them.
+func TestGuidesAndPackagedConfigLoad(t *testing.T) {
+	for _, page := range []string{"../../docs/postfix.md", "../../docs/operations.md", "../../README.md"} {
+		blocks := tomlBlocks(t, readDoc(t, page))
+		if page == "../../docs/postfix.md" && len(blocks) < 3 {
+			t.Errorf("%s: %d TOML examples, want the set-ups'", page, len(blocks))
+		}
+		for i, b := range blocks {
+			if _, err := Parse([]byte(b)); err != nil {
+				t.Errorf("%s, TOML example %d does not load: %v\n%s", page, i+1, err, b)
+			}
+		}
+	}
+	c, err := Load("../../packaging/moat.toml")
+	if err != nil {
+		t.Fatalf("the packaged configuration does not load: %v", err)
+	}
+	if c.DataDir != "/var/lib/moat" || c.User != "moat" || c.Backend == Default().Backend {
+		t.Errorf("packaged configuration: data_dir %q, user %q, backend %q; want /var/lib/moat, moat and a port other than amavis's 10025", c.DataDir, c.User, c.Backend)
+	}
+}
