@@ -78,3 +78,34 @@ func shortDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// Without -c, moat reads the system's file when there is one, else runs
+// with its built-in defaults, and says which on standard error.
+func TestDefaultConfigFile(t *testing.T) {
+	t.Setenv("MOAT_CONFIG", "")
+	dir := t.TempDir()
+	sys := filepath.Join(dir, "moat.toml")
+	old := systemConfig
+	systemConfig = sys
+	t.Cleanup(func() { systemConfig = old })
+	check := func() (string, string) {
+		root := rootCmd()
+		var out, errOut bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errOut)
+		root.SetArgs([]string{"check"})
+		root.Execute()
+		return out.String(), errOut.String()
+	}
+	out, errOut := check()
+	if !strings.Contains(errOut, "no -c given and no "+sys+": using the built-in defaults") || !strings.Contains(out, "built-in defaults: valid") {
+		t.Errorf("with no system file: stderr %q, stdout %q; want the built-in defaults, said", errOut, out)
+	}
+	if err := os.WriteFile(sys, []byte("hostname = \"sys.example.org\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut = check()
+	if !strings.Contains(errOut, "no -c given: reading "+sys) || !strings.Contains(out, "hostname sys.example.org") {
+		t.Errorf("with a system file: stderr %q, stdout %q; want it read, and said", errOut, out)
+	}
+}

@@ -107,7 +107,8 @@ func shortDir(t *testing.T) string {
 }
 
 // A daemon serves SMTP and its admin socket until its context ends, then
-// returns cleanly and leaves no socket behind.
+// returns cleanly and leaves no socket behind. A backend that does not
+// answer is said at start.
 func TestDaemonRunsUntilCancelled(t *testing.T) {
 	dir := shortDir(t)
 	cfg := parse(t, dir, fmt.Sprintf(`listen = %q
@@ -118,7 +119,8 @@ greet_delay = "10ms"
 [reputation]
 dns_servers = ["127.0.0.1:9"]
 `, freeAddr(t), freeAddr(t)))
-	d, err := New(cfg, quiet)
+	var logBuf syncBuffer
+	d, err := New(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +128,9 @@ dns_servers = ["127.0.0.1:9"]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
+	waitLog(t, &logBuf, "warning that the backend does not answer", func() bool {
+		return strings.Contains(logBuf.String(), `level=WARN msg="backend: does not answer; until it does, white hosts get 421 and grey hosts that pass get 4xx" backend=`+cfg.Backend)
+	})
 
 	var c net.Conn
 	for deadline := time.Now().Add(10 * time.Second); c == nil; time.Sleep(10 * time.Millisecond) {
