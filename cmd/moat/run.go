@@ -24,6 +24,9 @@ func runCmd(cfgPath *string) *cobra.Command {
 // run runs the daemon of the configuration at path until SIGINT or
 // SIGTERM.
 func run(path string) error {
+	// A SIGHUP before the daemon takes it over (Run reloads on it) must
+	// not end moat, as its default action would: the file is being read.
+	signal.Ignore(syscall.SIGHUP)
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err

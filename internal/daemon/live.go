@@ -188,7 +188,7 @@ func (d *Daemon) Reload() (admin.Reloaded, error) {
 		}
 	}
 
-	attrs := []any{"config", d.ConfigPath, "changed", res.Applied}
+	attrs := []any{"config", d.ConfigPath, "changed", append([]string{}, res.Applied...)}
 	if tlsCfg != nil {
 		leaf := tlsCfg.Certificates[0].Leaf
 		attrs = append(attrs, "tls_subject", leaf.Subject.CommonName, "tls_not_after", leaf.NotAfter.UTC())
