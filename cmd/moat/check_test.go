@@ -2,14 +2,7 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -20,6 +13,7 @@ import (
 
 	"moat/internal/store"
 	"moat/internal/store/bolt"
+	"moat/internal/tlstest"
 )
 
 // ehloBackend answers every connection with a banner and an EHLO reply,
@@ -48,30 +42,6 @@ func ehloBackend(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
-}
-
-// certFiles writes a self-signed certificate valid until notAfter and its
-// key, and returns their paths.
-func certFiles(t *testing.T, dir string, notAfter time.Time) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.example.org"},
-		DNSNames: []string{"mx.example.org"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return cert, keyPath
 }
 
 // lineOf returns the line of the check's output about what.
@@ -154,7 +124,7 @@ func TestCheck(t *testing.T) {
 
 func TestCheckWarnsAndFails(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := certFiles(t, dir, time.Now().Add(3*24*time.Hour))
+	cert, key := tlstest.WriteCert(t, dir, "mx.example.org", time.Now().Add(3*24*time.Hour))
 	cfg := writeConfig(t, dir, fmt.Sprintf("listen = %q\nbackend = %q\n[tls]\ncert = %q\nkey = %q\n[reputation]\ndns_servers = [\"127.0.0.1:9\"]\n",
 		freeAddr(t), freeAddr(t), cert, key))
 	out, err := moat(t, cfg, "check")

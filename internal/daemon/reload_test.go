@@ -4,15 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -27,6 +20,7 @@ import (
 	"moat/internal/buildinfo"
 	"moat/internal/config"
 	"moat/internal/store"
+	"moat/internal/tlstest"
 )
 
 // backend is a stand-in mail server for the daemon's tests (no PROXY
@@ -93,30 +87,6 @@ func (b *backend) serve(c net.Conn) {
 			fmt.Fprint(c, "250 2.0.0 Ok\r\n")
 		}
 	}
-}
-
-// writeCert writes a self-signed certificate for name and its key, and
-// returns their paths.
-func writeCert(t *testing.T, dir, name string) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return cert, keyPath
 }
 
 // dialFrom connects to addr from the loopback address client, so that a
@@ -259,7 +229,7 @@ func TestReloadKeepsEverySession(t *testing.T) {
 			}
 		}()
 	}
-	cert, key := writeCert(t, dir, "mx.example.org")
+	cert, key := tlstest.WriteCert(t, dir, "mx.example.org", time.Now().Add(90*24*time.Hour))
 	client := admin.NewClient(cfg.AdminSocket())
 	for i := range 6 {
 		write(reloadConfig(dir, listen, be.addr, fmt.Sprintf("black_ttl = \"%dh\"\n", i+2), fmt.Sprintf(`[traps]
