@@ -77,7 +77,15 @@ esac
 
 # moat on the packaged data_dir, on a loopback port, started as root as an
 # init without socket activation would: it drops to moat.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=
+for p in $(seq 20025 20125); do
+	# A port nothing answers on (bash's /dev/tcp connects, or fails).
+	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		port=$p
+		break
+	fi
+done
+[ -n "$port" ] || fail "no free port on 127.0.0.1 in 20025..20125"
 sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" /etc/moat/moat.toml >"$work/moat.toml"
 /usr/bin/moat run -c "$work/moat.toml" >"$work/moat.log" 2>&1 &
 pid=$!

@@ -13,6 +13,7 @@ command -v postfix >/dev/null 2>&1 || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
+command -v adduser >/dev/null 2>&1 || need+=(adduser)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "test/run.sh: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

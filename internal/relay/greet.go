@@ -35,8 +35,11 @@ var (
 // than 2xx) is an error that quotes its reply.
 func (d *Dialer) Greet(ctx context.Context, hostname string) (Greeting, error) {
 	var g Greeting
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
 	c, err := d.Dial(ctx, selfRemote, selfLocal)
 	if err != nil {
 		return g, err
@@ -58,7 +61,10 @@ func (d *Dialer) Greet(ctx context.Context, hostname string) (Greeting, error) {
 	if g.EHLO, err = smtp.ReadReply(br, 100); err != nil {
 		return g, fmt.Errorf("relay: backend %s: reading its EHLO reply: %w", d.Addr, err)
 	}
+	// Wait for QUIT's reply: the backend has then ended the session
+	// and logged it, before this check's caller goes on.
 	fmt.Fprint(c, "QUIT\r\n")
+	smtp.ReadReply(br, 100)
 	if g.EHLO.Code != 250 {
 		return g, fmt.Errorf("relay: backend %s: EHLO %q", d.Addr, oneLine(g.EHLO))
 	}
