@@ -16,7 +16,9 @@ import (
 	"moat/internal/admin"
 	"moat/internal/config"
 	"moat/internal/daemon"
+	"moat/internal/dialog"
 	"moat/internal/relay"
+	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 	"moat/internal/store/redis"
@@ -76,24 +78,30 @@ func listenDetail(cfg *config.Config) string {
 	return fmt.Sprintf("%s, hostname %s, admin socket %s (under systemd socket activation the port is moat.socket's)", cfg.Listen, cfg.Hostname, cfg.AdminSocket())
 }
 
-// checkBackend reads the backend's banner and EHLO reply as moat's own
-// connections do. A backend that does not answer is a warning: moat runs,
-// and answers 4xx until it does.
+// checkBackend reads the backend's EHLO as moat does at start and every
+// ten minutes (dialog.Probe: its own connection, PROXY header from
+// 127.0.0.1, EHLO and QUIT). A backend that does not answer is a warning:
+// moat runs, and answers 4xx for it until it does.
 func checkBackend(cfg *config.Config) daemon.Finding {
 	d := &relay.Dialer{Addr: cfg.Backend, Proxy: cfg.BackendProxyProtocol, Timeout: 5 * time.Second}
-	g, err := d.Greet(context.Background(), cfg.Hostname)
+	dc := &dialog.Config{Words: smtp.NewWords(cfg.Hostname, false, false, 0), BackendTimeout: 5 * time.Second}
+	ext, _, err := dialog.Probe(context.Background(), dc, d)
 	if err != nil {
-		return daemon.Finding{What: "backend", Level: daemon.Warn, Detail: err.Error() + ": moat answers 4xx for it until it answers"}
+		return daemon.Finding{What: "backend", Level: daemon.Warn, Detail: fmt.Sprintf("%s: %v: moat answers 4xx for it until it answers", cfg.Backend, err)}
 	}
-	var ext []string
-	for _, l := range g.EHLO.Lines[1:] {
-		ext = append(ext, strings.Fields(l)[0])
+	var offers []string
+	if ext.Size > 0 {
+		offers = append(offers, fmt.Sprintf("SIZE %d", ext.Size))
 	}
-	banner := ""
-	if len(g.Banner.Lines) > 0 {
-		banner = g.Banner.Lines[0]
+	for _, kw := range []struct {
+		on   bool
+		name string
+	}{{ext.EightBit, "8BITMIME"}, {ext.SMTPUTF8, "SMTPUTF8"}, {ext.DSN, "DSN"}, {ext.StartTLS, "STARTTLS"}} {
+		if kw.on {
+			offers = append(offers, kw.name)
+		}
 	}
-	return daemon.Finding{What: "backend", Detail: fmt.Sprintf("%s (PROXY %s): %q; EHLO offers %s", cfg.Backend, cfg.BackendProxyProtocol, banner, strings.Join(ext, " "))}
+	return daemon.Finding{What: "backend", Detail: fmt.Sprintf("%s (PROXY %s) answers; its EHLO offers %s", cfg.Backend, cfg.BackendProxyProtocol, strings.Join(offers, " "))}
 }
 
 // checkStore asks the running daemon how its store is; with no daemon, it

@@ -129,7 +129,7 @@ dns_servers = ["127.0.0.1:9"]
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	waitLog(t, &logBuf, "warning that the backend does not answer", func() bool {
-		return strings.Contains(logBuf.String(), `level=WARN msg="backend: does not answer; until it does, white hosts get 421 and grey hosts that pass get 4xx" backend=`+cfg.Backend)
+		return strings.Contains(logBuf.String(), `level=WARN msg="backend: cannot read its EHLO; grey hosts are offered what they were" backend=`+cfg.Backend)
 	})
 
 	var c net.Conn
