@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,38 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"moat/internal/server/servertest"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 	"moat/internal/tlstest"
 )
-
-// ehloBackend answers every connection with a banner and an EHLO reply,
-// as a mail server does to moat's check.
-func ehloBackend(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				fmt.Fprint(c, "220 backend.test ESMTP Postfix\r\n")
-				if l, _ := br.ReadString('\n'); strings.HasPrefix(l, "EHLO ") {
-					fmt.Fprint(c, "250-backend.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 SMTPUTF8\r\n")
-				}
-				br.ReadString('\n')
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // lineOf returns the line of the check's output about what.
 func lineOf(out, what string) string {
@@ -76,7 +47,9 @@ func TestCheckListsEveryProblem(t *testing.T) {
 // failure.
 func TestCheck(t *testing.T) {
 	dir := shortDir(t)
-	base := fmt.Sprintf("listen = %q\nbackend = %q\nbackend_proxy_protocol = \"none\"\n[reputation]\ndns_servers = [\"127.0.0.1:9\"]\n", freeAddr(t), ehloBackend(t))
+	be := servertest.StartBackend(t)
+	be.SetEHLO("PIPELINING", "SIZE 10240000", "SMTPUTF8")
+	base := fmt.Sprintf("listen = %q\nbackend = %q\n[reputation]\ndns_servers = [\"127.0.0.1:9\"]\n", freeAddr(t), be.Addr())
 	cfg := writeConfigOnly(t, dir, base)
 	db := filepath.Join(dir, "data", "moat.db")
 

@@ -11,6 +11,7 @@ import (
 
 	"moat/internal/admin"
 	"moat/internal/config"
+	"moat/internal/server/servertest"
 	"moat/internal/store/redis/redistest"
 )
 
@@ -22,13 +23,12 @@ func TestRedisDownAtStart(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Stop(t)
 	dir := shortDir(t)
-	be := startBackend(t)
+	be := servertest.StartBackend(t)
 	listen := freeAddr(t)
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`data_dir = %q
 listen = %q
 hostname = "mx.example.org"
 backend = %q
-backend_proxy_protocol = "none"
 store = %q
 whitelist = ["127.0.0.2"]
 [traps]
@@ -39,7 +39,7 @@ greet_delay = "1ms"
 timeout = "200ms"
 [reputation]
 dns_servers = ["127.0.0.1:9"]
-`, dir, listen, be.addr, srv.URL(0))))
+`, dir, listen, be.Addr(), srv.URL(0))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,75 +19,10 @@ import (
 	"moat/internal/admin"
 	"moat/internal/buildinfo"
 	"moat/internal/config"
+	"moat/internal/server/servertest"
 	"moat/internal/store"
 	"moat/internal/tlstest"
 )
-
-// backend is a stand-in mail server for the daemon's tests (no PROXY
-// header: the tests set backend_proxy_protocol = "none"). It takes every
-// message and echoes nothing else.
-type backend struct {
-	addr string
-	mu   sync.Mutex
-	msgs int
-}
-
-func startBackend(t *testing.T) *backend {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	b := &backend{addr: ln.Addr().String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go b.serve(c)
-		}
-	}()
-	return b
-}
-
-func (b *backend) serve(c net.Conn) {
-	defer c.Close()
-	br := bufio.NewReader(c)
-	fmt.Fprint(c, "220 backend.test ESMTP\r\n")
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return
-		}
-		switch verb, _, _ := strings.Cut(strings.TrimSpace(line), " "); strings.ToUpper(verb) {
-		case "EHLO":
-			fmt.Fprint(c, "250-backend.test\r\n250 8BITMIME\r\n")
-		case "DATA":
-			fmt.Fprint(c, "354 go on\r\n")
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-			}
-			b.mu.Lock()
-			b.msgs++
-			b.mu.Unlock()
-			fmt.Fprint(c, "250 2.0.0 Ok: queued\r\n")
-		case "QUIT":
-			fmt.Fprint(c, "221 2.0.0 Bye\r\n")
-			return
-		case "PING": // a spliced client's line, answered so it sees the backend
-			fmt.Fprint(c, "PONG\r\n")
-		default:
-			fmt.Fprint(c, "250 2.0.0 Ok\r\n")
-		}
-	}
-}
 
 // dialFrom connects to addr from the loopback address client, so that a
 // test plays several hosts.
@@ -127,7 +62,6 @@ func reloadConfig(dir, listen, backend, top, tables string) string {
 listen = %q
 hostname = "mx.example.org"
 backend = %q
-backend_proxy_protocol = "none"
 whitelist = ["127.0.0.2"]
 blacklist = ["127.0.0.3"]
 [greylist]
@@ -146,7 +80,7 @@ dns_servers = ["127.0.0.1:9"]
 // restart. Run under -race: sessions start and reloads happen at once.
 func TestReloadKeepsEverySession(t *testing.T) {
 	dir := shortDir(t)
-	be := startBackend(t)
+	be := servertest.StartBackend(t)
 	listen := freeAddr(t)
 	path := filepath.Join(dir, "moat.toml")
 	write := func(text string) {
@@ -154,7 +88,7 @@ func TestReloadKeepsEverySession(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(reloadConfig(dir, listen, be.addr, "", ""))
+	write(reloadConfig(dir, listen, be.Addr(), "", ""))
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +166,7 @@ func TestReloadKeepsEverySession(t *testing.T) {
 	cert, key := tlstest.WriteCert(t, dir, "mx.example.org", time.Now().Add(90*24*time.Hour))
 	client := admin.NewClient(cfg.AdminSocket())
 	for i := range 6 {
-		write(reloadConfig(dir, listen, be.addr, fmt.Sprintf("black_ttl = \"%dh\"\n", i+2), fmt.Sprintf(`[traps]
+		write(reloadConfig(dir, listen, be.Addr(), fmt.Sprintf("black_ttl = \"%dh\"\n", i+2), fmt.Sprintf(`[traps]
 addresses = ["trap%d@example.org"]
 [limits]
 max_rcpts = %d
@@ -268,8 +202,8 @@ level = "debug"
 	if r := say(t, pass, passR, "Subject: x\r\n\r\nbody\r\n."); !strings.HasPrefix(r, "250") {
 		t.Errorf("handed-off session after the reloads: end of data got %q, want the backend's 250", r)
 	}
-	if r := say(t, white, whiteR, "PING"); r != "PONG" {
-		t.Errorf("spliced session after the reloads: got %q, want the backend's PONG", r)
+	if r := say(t, white, whiteR, "HELO white.example"); r != "250 2.0.0 Ok" {
+		t.Errorf("spliced session after the reloads: HELO got %q, want the backend's reply", r)
 	}
 	if _, err := blackR.ReadByte(); err != nil {
 		t.Errorf("tarpitted session after the reloads: %v", err)
@@ -302,7 +236,7 @@ level = "debug"
 	}
 
 	// A broken file is refused whole: nothing of it applies.
-	write(reloadConfig(dir, listen, be.addr, "black_ttl = \"1h\"\n", "[limits]\nmax_rcpts = \"many\"\n"))
+	write(reloadConfig(dir, listen, be.Addr(), "black_ttl = \"1h\"\n", "[limits]\nmax_rcpts = \"many\"\n"))
 	_, err = d.Reload()
 	if err == nil || !strings.Contains(err.Error(), "limits.max_rcpts") {
 		t.Fatalf("reload of a broken file: %v, want an error naming limits.max_rcpts", err)
@@ -314,7 +248,7 @@ level = "debug"
 		t.Errorf("the refused reload was not logged:\n%s", logBuf.String())
 	}
 	// A key that needs a restart is named, and the rest applies.
-	write(strings.Replace(reloadConfig(dir, freeAddr(t), be.addr, "", ""), `whitelist = ["127.0.0.2"]`, `whitelist = ["127.0.0.2", "127.0.0.60"]`, 1))
+	write(strings.Replace(reloadConfig(dir, freeAddr(t), be.Addr(), "", ""), `whitelist = ["127.0.0.2"]`, `whitelist = ["127.0.0.2", "127.0.0.60"]`, 1))
 	res, err := d.Reload()
 	if err != nil {
 		t.Fatal(err)
