@@ -24,8 +24,8 @@ import (
 	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
-	"moat/internal/tlstest"
 	"moat/internal/tarpit"
+	"moat/internal/tlstest"
 	"moat/internal/traps"
 )
 
