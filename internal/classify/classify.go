@@ -49,6 +49,7 @@ type Engine struct {
 	grey  *greylist.Greylist
 	traps *traps.Set
 	ev    evidence // reputation.go: network evidence and the history of class changes
+	hooks Hooks    // hooks.go: what the metrics hear of
 
 	onChange atomic.Pointer[func(netip.Prefix)] // white.go: who hears of host changes
 }
@@ -203,6 +204,9 @@ func (e *Engine) Rcpt(client netip.Addr, sender, rcpt string) (Decision, error) 
 	if err != nil {
 		return Decision{Action: Defer, Reason: r.Reason}, err
 	}
+	if e.hooks.Greylist != nil {
+		e.hooks.Greylist(r)
+	}
 	if r.Outcome == greylist.Defer {
 		return Decision{Action: Defer, Reason: r.Reason}, e.touchGrey(client, r.Reason)
 	}
@@ -306,7 +310,11 @@ func (e *Engine) trapHit(client netip.Addr, sender, trap string) (Decision, erro
 			_, _, err = e.setHost(store.HostPrefix(h.IP), store.Black, store.SourceBait, h.Reason(), e.cfg().BlackTTL, true)
 		}
 	}
-	if why, ok := e.vouched(client, sender); ok {
+	why, vouched := e.vouched(client, sender)
+	if e.hooks.TrapHit != nil {
+		e.hooks.TrapHit(vouched)
+	}
+	if vouched {
 		p := store.HostPrefix(client)
 		_, ferr := e.Feedback(reputation.Feedback{IP: client, Verdict: reputation.Spam, Source: reason})
 		e.record(p, Event{At: e.clock.Now(), Reason: reason + ": refused, not blacklisted: " + why})

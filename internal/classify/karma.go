@@ -33,6 +33,9 @@ func (e *Engine) Feedback(fb reputation.Feedback) (FeedbackResult, error) {
 	if !addr.IsValid() {
 		return FeedbackResult{}, fmt.Errorf("feedback: no client address")
 	}
+	if e.hooks.Feedback != nil {
+		e.hooks.Feedback(fb)
+	}
 	p := store.HostPrefix(addr)
 	key := hostKey(p)
 	now := e.clock.Now()

@@ -48,6 +48,9 @@ func (e *Engine) Lookup(addr netip.Addr, v Verdict) <-chan Verdict {
 	go func() {
 		sc := r.DNSBL.Score(context.Background(), addr)
 		nv, err := e.DNSBL(addr, sc)
+		if e.hooks.DNSBL != nil {
+			e.hooks.DNSBL(sc, nv)
+		}
 		if err != nil && r.Log != nil {
 			r.Log.Warn("dnsbl: storing verdict", "client", addr.String(), "err", err.Error())
 		}

@@ -75,6 +75,7 @@ func (s *session) abandonBackend() {
 // lostBackend answers a command whose backend connection broke.
 func (s *session) lostBackend(err error) answer {
 	s.abandonBackend()
+	s.backendEvent(BackendBroke)
 	s.verdict(BackendLost, err.Error())
 	return reply(replyLost)
 }
@@ -89,9 +90,11 @@ func (s *session) relayed(r smtp.Reply) string {
 	switch r.Code {
 	case 421:
 		s.dropBackend()
+		s.backendEvent(BackendBroke)
 		s.verdict(BackendLost, "backend: "+oneLine(r))
 		return temporary(r)
 	case 500, 502, 503, 504, 555:
+		s.backendEvent(BackendBroke)
 		s.verdict(BackendLost, "backend: "+oneLine(r))
 		return temporary(r)
 	}
@@ -185,6 +188,7 @@ func (s *session) tryExchange(line string, need smtp.Extensions) (r smtp.Reply, 
 				// deferred, as a whole.
 				tx.lost = true
 				s.dropBackend()
+				s.backendEvent(BackendBroke)
 				s.verdict(BackendLost, "backend refused a recipient again: "+oneLine(rr))
 				a := reply(replyTryLater)
 				return rr, &a, false, nil
@@ -247,6 +251,7 @@ func (s *session) connect() *answer {
 	}
 	switch {
 	case err != nil:
+		s.backendEvent(BackendDialFailed)
 		s.verdict(BackendUnavailable, "backend: "+err.Error())
 		a := reply(replyUnavailable)
 		return &a
@@ -254,11 +259,13 @@ func (s *session) connect() *answer {
 		// A backend that will not even greet us is an outage or a
 		// misconfiguration as far as this client can tell; a 5xx would
 		// bounce mail a healthy backend would take.
+		s.backendEvent(BackendGreetRefused)
 		s.verdict(BackendUnavailable, "backend refused: "+oneLine(*refused))
 		a := reply(temporary(*refused))
 		return &a
 	}
 	s.backend = b
+	s.backendEvent(BackendAttached)
 	return nil
 }
 

@@ -130,6 +130,7 @@ func (s *session) message() answer {
 		// The backend went away mid-message. Read the client's message
 		// to its end and defer it: the client keeps the message.
 		s.abandonBackend()
+		s.backendEvent(BackendBroke)
 		s.verdict(BackendLost, "backend lost during DATA: "+werr.Error())
 		if !drain() {
 			return over
@@ -139,6 +140,7 @@ func (s *session) message() answer {
 	final, err := b.reply(s.cfg.DataDoneTimeout)
 	if err != nil {
 		s.abandonBackend()
+		s.backendEvent(BackendBroke)
 		s.verdict(BackendLost, "no reply from the backend after DATA: "+err.Error())
 		return reply("451 4.4.2 Error: no reply from the mail server, please try again later\r\n")
 	}

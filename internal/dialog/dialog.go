@@ -69,6 +69,31 @@ type Hooks struct {
 	// BackendRcpt is called with the backend's reply to each RCPT of an
 	// attached session (550 5.1.1 marks an unknown recipient).
 	BackendRcpt func(client netip.Addr, rcpt string, r smtp.Reply)
+	// Backend hears of every connection a session makes to the backend:
+	// BackendAttached when it is ready for the transaction, or the
+	// fault that ended or prevented it.
+	Backend func(ev BackendEvent)
+}
+
+// BackendEvent is what happened to one of a session's backend connections.
+type BackendEvent uint8
+
+const (
+	BackendAttached     BackendEvent = iota // connected and greeted: a hand-off
+	BackendDialFailed                       // could not connect (refused, unreachable, timed out)
+	BackendGreetRefused                     // connected, but its banner or EHLO was not a success
+	BackendBroke                            // broke, or answered 421 or a protocol error, during the session
+)
+
+func (ev BackendEvent) String() string {
+	return [...]string{"attached", "dial", "refused", "lost"}[ev]
+}
+
+// backendEvent tells the Backend hook of ev.
+func (s *session) backendEvent(ev BackendEvent) {
+	if s.cfg.Hooks.Backend != nil {
+		s.cfg.Hooks.Backend(ev)
+	}
 }
 
 // Tarpit is where a session goes when its host turns black mid-session.

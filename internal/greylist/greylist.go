@@ -54,6 +54,13 @@ type Result struct {
 	Outcome Outcome
 	Reason  string
 	Triplet store.Triplet
+	// Delay is how long after the triplet's first attempt this one came
+	// (0 for a first attempt).
+	Delay time.Duration
+	// FirstPass marks the attempt that let the triplet through: what a
+	// legitimate sender waited is the Delay of its first pass, not of the
+	// recipients that follow it through the opened door.
+	FirstPass bool
 }
 
 // Greylist applies Config to triplets kept in a store.
@@ -116,16 +123,20 @@ func (g *Greylist) check(t store.Triplet) (Result, error) {
 		return Result{Outcome: Defer, Reason: "first attempt", Triplet: t}, g.st.PutTriplet(t, a)
 	}
 	age := now.Sub(a.First)
+	// Every attempt at min_retry or later passes, so the triplet had
+	// passed before unless its last attempt came sooner than that.
+	passedBefore := a.Last.Sub(a.First) >= cfg.MinRetry
 	a.Last = now
 	a.Count++
 	if age < cfg.MinRetry {
 		// Too soon: a bot hammering, or a sender with a very short
 		// first retry. Keep the first-attempt time so the window is
 		// measured from the first sight, as spamd and postgrey do.
-		return Result{Outcome: Defer, Reason: "retry too soon (" + age.Round(time.Second).String() + ")", Triplet: t}, g.st.PutTriplet(t, a)
+		return Result{Outcome: Defer, Reason: "retry too soon (" + age.Round(time.Second).String() + ")", Triplet: t, Delay: age}, g.st.PutTriplet(t, a)
 	}
 	a.Expires = now.Add(cfg.PassTTL)
-	return Result{Outcome: Pass, Reason: "retried after " + age.Round(time.Second).String(), Triplet: t}, g.st.PutTriplet(t, a)
+	return Result{Outcome: Pass, Reason: "retried after " + age.Round(time.Second).String(), Triplet: t, Delay: age, FirstPass: !passedBefore},
+		g.st.PutTriplet(t, a)
 }
 
 // NormalizeSender folds the parts of an envelope sender that change from

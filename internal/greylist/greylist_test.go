@@ -263,3 +263,24 @@ func TestOutcomeString(t *testing.T) {
 		t.Errorf("Outcome strings: %q %q", Defer, Pass)
 	}
 }
+
+// The delay a sender waited is counted once per triplet, at the attempt
+// that passed: the retries that follow it through are no new pass.
+func TestFirstPassCarriesTheDelay(t *testing.T) {
+	g, _, clk := newTest(t, testConfig)
+	const c, s, r = "192.0.2.7", "alice@example.org", "bob@example.net"
+	check(t, g, c, s, r, Defer)
+	clk.Advance(20 * time.Second)
+	if too := check(t, g, c, s, r, Defer); too.FirstPass || too.Delay != 20*time.Second {
+		t.Errorf("retry too soon: FirstPass %v, Delay %v; want false, 20s", too.FirstPass, too.Delay)
+	}
+	clk.Advance(70 * time.Second)
+	first := check(t, g, c, s, r, Pass)
+	if !first.FirstPass || first.Delay != 90*time.Second {
+		t.Errorf("first pass: FirstPass %v, Delay %v; want true, 1m30s", first.FirstPass, first.Delay)
+	}
+	clk.Advance(time.Hour)
+	if again := check(t, g, c, s, r, Pass); again.FirstPass {
+		t.Errorf("a second pass of the same triplet is marked as its first")
+	}
+}

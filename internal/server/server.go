@@ -33,9 +33,25 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 }
 
+// Hooks hear of every session when it ends, for the metrics; nil funcs are
+// skipped. They run on the session's goroutine (the tarpit's for Black)
+// and must not block. Unlike Config they stay the same for the server's
+// life (a reload replaces the Config, not what is counted).
+type Hooks struct {
+	// White: a white host's session; spliced false when the backend
+	// could not be reached.
+	White func(spliced bool)
+	// Grey: a grey host's session, as it is logged, also when it moved
+	// on to the tarpit (res.Tarpitted).
+	Grey func(client netip.Addr, res dialog.Result)
+	// Black: the tarpit let a connection go.
+	Black func(held time.Duration)
+}
+
 // Stats is a snapshot of the server's counters.
 type Stats struct {
 	Connections int64            `json:"connections"` // open now, tarpit included
+	Open        map[string]int64 `json:"open"`        // open now by class; black: held by the tarpit
 	Sessions    map[string]int64 `json:"sessions"`    // finished sessions by class
 	Refused     map[string]int64 `json:"refused"`     // connections closed at once, by cause
 	Tarpit      tarpit.Stats     `json:"tarpit"`
@@ -50,11 +66,13 @@ type Server struct {
 	dialer *relay.Dialer
 	dcfg   atomic.Pointer[dialog.Config] // replaced whole by SetDialog
 	log    *slog.Logger
+	hooks  Hooks // set by SetHooks before Serve
 
 	conns       atomic.Int64
 	mu          sync.Mutex
 	perIP       map[netip.Addr]int
 	sessions    [3]atomic.Int64
+	open        [3]atomic.Int64 // white and grey sessions being served; black is the tarpit's Held
 	refusedCap  atomic.Int64
 	refusedIP   atomic.Int64
 	refusedTP   atomic.Int64
@@ -87,6 +105,9 @@ func (s *Server) SetDialog(dcfg *dialog.Config) { s.dcfg.Store(dcfg) }
 
 func (s *Server) cfg() *Config { return s.conf.Load() }
 
+// SetHooks gives the server its hooks, before Serve.
+func (s *Server) SetHooks(h Hooks) { s.hooks = h }
+
 // SetTarpit gives the server its tarpit, before Serve. The tarpit's Done
 // event must call s.TarpitDone: that releases a held connection's slot and
 // counts its session, which nothing else does.
@@ -97,6 +118,9 @@ func (s *Server) SetTarpit(tp *tarpit.Tarpit) { s.tp = tp }
 func (s *Server) TarpitDone(client netip.Addr, held time.Duration, bytesIn int64, msgs int) {
 	s.release(client)
 	s.sessions[store.Black].Add(1)
+	if s.hooks.Black != nil {
+		s.hooks.Black(held)
+	}
 	// The tarpit calls this with a connection locked: the store writes
 	// (a network round trip with Redis) happen elsewhere.
 	go func() {
@@ -122,6 +146,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Connections: s.conns.Load(),
 		Sessions:    map[string]int64{},
+		Open:        map[string]int64{},
 		Refused: map[string]int64{
 			"max_conns":        s.refusedCap.Load(),
 			"max_conns_per_ip": s.refusedIP.Load(),
@@ -131,9 +156,11 @@ func (s *Server) Stats() Stats {
 	}
 	for c := store.Grey; c <= store.Black; c++ {
 		st.Sessions[c.String()] = s.sessions[c].Load()
+		st.Open[c.String()] = s.open[c].Load()
 	}
 	if s.tp != nil {
 		st.Tarpit = s.tp.Stats()
+		st.Open[store.Black.String()] = int64(st.Tarpit.Held)
 	}
 	return st
 }
@@ -256,7 +283,9 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	}
 	switch v.Class {
 	case store.White:
+		s.open[store.White].Add(1)
 		s.splice(ctx, c, peer, v, start)
+		s.open[store.White].Add(-1)
 		s.release(client)
 	case store.Black:
 		if s.tp.Hold(c, client, tarpit.Start{Source: v.Source}) {
@@ -266,8 +295,13 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.tarpitFull(client)
 	default:
 		peer.Listed = s.eng.Lookup(client, v) // DNS lists, answered within the greet delay
+		s.open[store.Grey].Add(1)
 		res := dialog.Serve(ctx, c, peer, s.dcfg.Load(), s.eng, s.tp, s.dialer)
+		s.open[store.Grey].Add(-1)
 		s.sessions[store.Grey].Add(1)
+		if s.hooks.Grey != nil {
+			s.hooks.Grey(client, res)
+		}
 		if res.Tarpitted {
 			s.log.Info("session", "client", client.String(), "class", "grey", "verdict", res.Verdict.String(),
 				"reason", res.Reason, "helo", res.Helo, "duration", time.Since(start).Round(time.Millisecond).String(),
@@ -323,12 +357,18 @@ func (s *Server) splice(ctx context.Context, c net.Conn, peer dialog.Peer, v cla
 		fmt.Fprintf(c, "421 4.4.1 %s Service not available, try again later\r\n", s.cfg().Hostname)
 		c.Close()
 		s.sessions[store.White].Add(1)
+		if s.hooks.White != nil {
+			s.hooks.White(false)
+		}
 		s.log.Warn("session", "client", client.String(), "class", "white", "verdict", "backend-unavailable",
 			"reason", v.Reason, "err", err.Error())
 		return
 	}
 	up, down := relay.Splice(c, be)
 	s.sessions[store.White].Add(1)
+	if s.hooks.White != nil {
+		s.hooks.White(true)
+	}
 	s.log.Info("session", "client", client.String(), "class", "white", "verdict", "spliced", "reason", v.Reason,
 		"duration", time.Since(start).Round(time.Millisecond).String(), "bytes_in", up, "bytes_out", down)
 }

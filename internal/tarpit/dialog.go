@@ -59,6 +59,7 @@ func (s *session) feed(p []byte, now int64) int {
 				s.stage, s.rcpts = stageHelo, 0
 				s.msgs = min(s.msgs+1, math.MaxUint16)
 				s.out = s.queued()
+				s.t.countMessage(s.out)
 			}
 			continue
 		}

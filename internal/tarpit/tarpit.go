@@ -101,6 +101,10 @@ type Stats struct {
 	HeldSeconds float64 // total time held, across all finished and current connections
 	HeldNow     float64 // seconds the connections held now have spent so far
 	Sessions    uint64  // connections ever held
+
+	// Messages whose DATA ended here, by the reply they got: Dropped
+	// were told 250 and thrown away, Deferred 4xx, Refused 5xx.
+	Dropped, Deferred, Refused5xx uint64
 }
 
 // Tarpit holds connections. Create it with New; it is safe for concurrent use.
@@ -129,6 +133,7 @@ type Tarpit struct {
 
 	refused  atomic.Uint64
 	total    atomic.Uint64
+	messages [3]atomic.Uint64 // by the class of the last reply: 2xx, 4xx, 5xx
 	quit     chan struct{}
 	wg       sync.WaitGroup
 	closeErr error
@@ -354,6 +359,18 @@ func (t *Tarpit) unregister(s *session, now int64) {
 	t.finished += now - s.start
 }
 
+// countMessage counts a message by reply, the reply to its end of data.
+func (t *Tarpit) countMessage(reply string) {
+	switch reply[0] {
+	case '2':
+		t.messages[0].Add(1)
+	case '4':
+		t.messages[1].Add(1)
+	default:
+		t.messages[2].Add(1)
+	}
+}
+
 // lookup returns the fd-mode session holding fd, or nil.
 func (t *Tarpit) lookup(fd int32) *session {
 	t.mu.Lock()
@@ -378,6 +395,9 @@ func (t *Tarpit) Stats() Stats {
 		HeldSeconds: float64(ns) / float64(time.Second),
 		HeldNow:     float64(current) / float64(time.Second),
 		Sessions:    t.total.Load(),
+		Dropped:     t.messages[0].Load(),
+		Deferred:    t.messages[1].Load(),
+		Refused5xx:  t.messages[2].Load(),
 	}
 }
 

@@ -567,6 +567,11 @@ func TestEvents(t *testing.T) {
 			if st.Held != 0 || st.Sessions != 1 || st.HeldSeconds <= 0 || st.HeldNow != 0 {
 				t.Errorf("Stats = %+v after the session ended", st)
 			}
+			// Both messages were told 250 (a connection from the
+			// start, with no source: the fake relay's answer).
+			if st.Dropped+st.Deferred+st.Refused5xx != 2 {
+				t.Errorf("Stats counts %d dropped, %d deferred, %d refused messages; want 2 in all", st.Dropped, st.Deferred, st.Refused5xx)
+			}
 		})
 	}
 }
