@@ -21,6 +21,7 @@ import (
 	"net/http"
 
 	"moat/internal/classify"
+	"moat/internal/metrics"
 	"moat/internal/store"
 	"moat/internal/traps"
 )
@@ -37,12 +38,18 @@ type Service struct {
 	// Reload reads the configuration again and applies it; nil when no
 	// daemon runs.
 	Reload func() (Reloaded, error)
+
+	// Metrics is served at /metrics and feeds the dashboard; nil when
+	// no daemon runs.
+	Metrics *metrics.Metrics
 }
 
 // Live is what a running daemon adds to the status.
 type Live struct {
 	Connections   int64
+	Open          map[string]int64 // by class; black: held by the tarpit
 	TarpitHeld    int
+	TarpitMax     int
 	TarpitSeconds float64 // of connections held now and finished since start
 	TarpitRefused uint64
 	Sessions      map[string]int64

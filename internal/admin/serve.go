@@ -20,6 +20,7 @@ func (s *Service) Handler() http.Handler {
 	s.statusRoutes(mux)
 	s.exportRoutes(mux)
 	s.reloadRoutes(mux)
+	s.dashboardRoutes(mux)
 	return mux
 }
 

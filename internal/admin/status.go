@@ -17,6 +17,7 @@ type Status struct {
 	Running       bool             `json:"running"`
 	Hosts         map[string]int   `json:"hosts"`          // per class
 	Connections   int64            `json:"connections"`    // open now
+	Open          map[string]int64 `json:"open,omitempty"` // open now by class; black: held by the tarpit
 	TarpitHeld    int              `json:"tarpit_held"`    // connections held now
 	TarpitSeconds float64          `json:"tarpit_seconds"` // held in total, ever
 	TarpitRefused uint64           `json:"tarpit_refused"` // black connections closed at once: tarpit full
@@ -67,7 +68,7 @@ func (s *Service) Status() (Status, error) {
 	if s.Live != nil {
 		l := s.Live()
 		st.Running = true
-		st.Connections, st.TarpitHeld, st.TarpitRefused = l.Connections, l.TarpitHeld, l.TarpitRefused
+		st.Connections, st.Open, st.TarpitHeld, st.TarpitRefused = l.Connections, l.Open, l.TarpitHeld, l.TarpitRefused
 		st.Sessions, st.Refused, st.StoreErrors = l.Sessions, l.Refused, l.StoreErrors
 		// The stored total has whole seconds of finished sessions;
 		// add what the connections held now have cost so far.

@@ -344,10 +344,14 @@ func (e *Engine) TrapLogged(client netip.Addr, rcpt string) (Decision, error) {
 const HeldTTL = 30 * 24 * time.Hour
 
 // Held adds the time a host spent in the tarpit to its own total (shown by
-// "moat hosts list") and to the grand total.
+// "moat hosts list"), to the grand total and to the day's (the
+// dashboard's "today").
 func (e *Engine) Held(client netip.Addr, d time.Duration) error {
 	secs := int64(d.Round(time.Second) / time.Second)
 	if err := e.st.Add("tarpit_seconds", secs); err != nil {
+		return err
+	}
+	if err := e.st.Add(HeldDayCounter(e.clock.Now()), secs); err != nil {
 		return err
 	}
 	key := client.Unmap().String()
@@ -359,6 +363,13 @@ func (e *Engine) Held(client netip.Addr, d time.Duration) error {
 	}
 	total += secs
 	return e.st.Put("held", key, binary.BigEndian.AppendUint64(nil, uint64(total)), e.clock.Now().Add(HeldTTL))
+}
+
+// HeldDayCounter names the counter of the tarpit seconds of the day t is
+// in, in local time: "tarpit_seconds_day:2025-03-01". One counter a day
+// adds up to a few hundred small keys a year.
+func HeldDayCounter(t time.Time) string {
+	return "tarpit_seconds_day:" + t.Local().Format(time.DateOnly)
 }
 
 // HeldSeconds returns the seconds a host spent in the tarpit.

@@ -45,6 +45,7 @@ type Config struct {
 	TLS      TLS      `toml:"tls"`
 	Limits   Limits   `toml:"limits"`
 	Admin    Admin    `toml:"admin"`
+	Metrics  Metrics  `toml:"metrics"`
 	Log      Log      `toml:"log"`
 	Redis    Redis    `toml:"redis"`
 
@@ -134,6 +135,13 @@ type Admin struct {
 	TokenFile string `toml:"token_file"` // bearer token for Listen; required when Listen is set
 }
 
+// Metrics is the [metrics] table: Prometheus metrics and the dashboard's
+// chart. /metrics is always served on the admin listeners.
+type Metrics struct {
+	Listen    string   `toml:"listen"`     // host:port of a /metrics listener without a token; "": none
+	ChartStep Duration `toml:"chart_step"` // the time one bar of the dashboard's sessions chart covers
+}
+
 // Log is the [log] table.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
@@ -180,6 +188,7 @@ func Default() *Config {
 		Traps:      Traps{MinHosts: 3, Auto: "suggest"},
 		Bait:       Bait{Count: 3},
 		Log:        Log{Level: "info", Format: "json", Output: "stderr"},
+		Metrics:    Metrics{ChartStep: Duration{time.Minute}},
 		Reputation: defaultReputation(),
 		Bypass:     defaultBypass(),
 		Redis:      Redis{Prefix: "moat:", Timeout: Duration{time.Second}, CacheTTL: Duration{2 * time.Second}, StaleTTL: Duration{10 * time.Minute}},

@@ -75,6 +75,10 @@ backend_timeout = "3m"
 [admin]
 socket = "/run/moat/admin.sock"
 
+[metrics]
+listen = "127.0.0.1:9325"
+chart_step = "10s"
+
 [log]
 level = "debug"
 format = "text"
@@ -266,9 +270,10 @@ func TestParseSample(t *testing.T) {
 			DataDoneTimeout: dur(12 * time.Minute),
 			BackendTimeout:  dur(3 * time.Minute),
 		},
-		Admin: Admin{Socket: "/run/moat/admin.sock"},
-		Log:   Log{Level: "debug", Format: "text", Output: "syslog"},
-		Redis: Redis{Prefix: "mx:", Timeout: dur(2 * time.Second), CacheTTL: dur(5 * time.Second), StaleTTL: dur(time.Hour)},
+		Admin:   Admin{Socket: "/run/moat/admin.sock"},
+		Metrics: Metrics{Listen: "127.0.0.1:9325", ChartStep: dur(10 * time.Second)},
+		Log:     Log{Level: "debug", Format: "text", Output: "syslog"},
+		Redis:   Redis{Prefix: "mx:", Timeout: dur(2 * time.Second), CacheTTL: dur(5 * time.Second), StaleTTL: dur(time.Hour)},
 		// [reputation] has tests of its own; the sample leaves it at its defaults.
 		Reputation: Default().Reputation,
 		Bypass:     Default().Bypass,
@@ -329,6 +334,9 @@ func TestParseErrors(t *testing.T) {
 		{"tls key without cert", "[tls]\nkey = \"k.pem\"", []string{"tls.cert", "tls.key"}},
 		{"tarpit max_conns equals limits", "[tarpit]\nmax_conns = 100\n[limits]\nmax_conns = 100", []string{"tarpit.max_conns", "limits.max_conns"}},
 		{"tarpit max_conns above limits", "[limits]\nmax_conns = 1000", []string{"tarpit.max_conns", "limits.max_conns"}},
+		{"metrics listen without port", "[metrics]\nlisten = \"9325\"", []string{"metrics.listen", `"9325"`}},
+		{"metrics chart_step too short", "[metrics]\nchart_step = \"100ms\"", []string{"metrics.chart_step", "100ms"}},
+		{"metrics chart_step too long", "[metrics]\nchart_step = \"2h\"", []string{"metrics.chart_step"}},
 		{"log level", "[log]\nlevel = \"verbose\"", []string{"log.level", `"verbose"`}},
 		{"log format", "[log]\nformat = \"xml\"", []string{"log.format", `"xml"`}},
 		{"log output", "[log]\noutput = \"file\"", []string{"log.output", `"file"`, "syslog"}},

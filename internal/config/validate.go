@@ -112,6 +112,7 @@ func (c *Config) validate() error {
 		}
 	}
 	c.Admin.validate(&p)
+	c.Metrics.validate(&p)
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		p.add("config: tls.cert and tls.key must be set together (or neither, to not offer STARTTLS)")
 	}
@@ -201,6 +202,18 @@ func (a Admin) validate(p *problems) {
 	}
 	if a.TokenFile == "" {
 		p.add("config: admin.token_file: must be set when admin.listen is: a file holding the bearer token every request must carry (e.g. \"openssl rand -hex 32 > /etc/moat/admin.token\")")
+	}
+}
+
+// validate checks the metrics listener and the chart's step.
+func (m Metrics) validate(p *problems) {
+	if m.Listen != "" {
+		if _, _, err := net.SplitHostPort(m.Listen); err != nil {
+			p.add("config: metrics.listen: %q: want host:port, e.g. \"127.0.0.1:9325\", or \"\" for no listener of its own", m.Listen)
+		}
+	}
+	if d := m.ChartStep.Duration; d < time.Second || d > time.Hour {
+		p.add("config: metrics.chart_step: %s: want between \"1s\" and \"1h\" (default \"1m\": 360 bars show six hours)", m.ChartStep)
 	}
 }
 

@@ -17,7 +17,9 @@ func live(srv *server.Server) func() admin.Live {
 		s := srv.Stats()
 		return admin.Live{
 			Connections:   s.Connections,
+			Open:          s.Open,
 			TarpitHeld:    s.Tarpit.Held,
+			TarpitMax:     s.Tarpit.Max,
 			TarpitSeconds: srv.HeldNow(),
 			TarpitRefused: uint64(s.Refused["tarpit_full"]),
 			Sessions:      s.Sessions,

@@ -34,6 +34,7 @@ import (
 	"moat/internal/clock"
 	"moat/internal/config"
 	"moat/internal/dialog"
+	"moat/internal/metrics"
 	"moat/internal/relay"
 	"moat/internal/reputation"
 	"moat/internal/server"
@@ -72,6 +73,9 @@ type Daemon struct {
 	Server *server.Server
 	Tarpit *tarpit.Tarpit
 	Admin  *admin.Service
+	// Metrics counts what the parts do (metrics.go); Store is timed
+	// through it.
+	Metrics *metrics.Metrics
 
 	reloadMu sync.Mutex     // one reload at a time
 	applied  *config.Config // the configuration the last reload applied
@@ -88,9 +92,12 @@ type Daemon struct {
 // nothing stays open.
 func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	d := &Daemon{Config: cfg, Log: log, applied: cfg}
-	if d.Store, err = OpenStore(cfg, log); err != nil {
+	d.Metrics = metrics.New(metrics.Options{Step: cfg.Metrics.ChartStep.Duration, Live: d.liveMetrics})
+	st, err := OpenStore(cfg, log)
+	if err != nil {
 		return nil, err
 	}
+	d.Store = d.Metrics.Store(st)
 	defer func() {
 		// d, not the result, which a failing return sets to nil.
 		if err != nil {
@@ -100,6 +107,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	if d.Engine, err = NewEngine(cfg, d.Store, clock.Real{}); err != nil {
 		return nil, err
 	}
+	d.Engine.SetHooks(classifyHooks(d.Metrics))
 	if err = loadBait(cfg, d.Engine.Traps()); err != nil {
 		return nil, err
 	}
@@ -111,7 +119,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	if d.Miner, err = newMiner(cfg, d.Engine, d.Dialer, log); err != nil {
 		return nil, err
 	}
-	d.hooks = dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt}
+	d.hooks = dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt, Backend: d.Metrics.Backend}
 	d.tls.Store(tlsCfg != nil)
 	// The grey dialog and the tarpit speak the same words.
 	d.words = smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
@@ -121,7 +129,9 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.Server.SetTarpit(d.Tarpit)
-	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Live: live(d.Server), Bypass: bypassStatus(cfg), Reload: d.Reload}
+	d.Server.SetHooks(server.Hooks{White: d.Metrics.White, Grey: d.Metrics.Grey, Black: d.Metrics.Black})
+	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Live: live(d.Server), Bypass: bypassStatus(cfg), Reload: d.Reload,
+		Metrics: d.Metrics}
 	rep, err := buildReputation(cfg, log)
 	if err != nil {
 		return nil, err
@@ -164,6 +174,7 @@ func backendTLS(backend string) *tls.Config {
 // EHLO with it, follows.
 func (d *Daemon) watchBackend(ctx context.Context) {
 	report := func(ext smtp.Extensions, changed bool, err error) {
+		d.Metrics.BackendProbe(err == nil)
 		switch {
 		case err != nil:
 			d.Log.Warn("backend: cannot read its EHLO; grey hosts are offered what they were", "backend", d.Config.Backend, "err", err.Error())
@@ -213,14 +224,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		closeAll(atcp)
 		return err
 	}
-	if err := dropPrivileges(cfg, d.ConfigPath, d.Log); err != nil {
+	mln, err := listenMetrics(cfg.Metrics.Listen)
+	if err != nil {
 		aln.Close()
 		closeAll(atcp, bait)
+		return err
+	}
+	if err := dropPrivileges(cfg, d.ConfigPath, d.Log); err != nil {
+		aln.Close()
+		closeAll(atcp, bait, mln)
 		return err
 	}
 
 	go d.Admin.Serve(ctx, aln)
 	serveAdminTCP(ctx, atcp, token, d.Admin, d.Log)
+	serveMetrics(ctx, mln, d.Metrics, d.Log)
 	if err := serveBait(ctx, bait, cfg.Bait, d.Engine.Traps(), d.Log); err != nil {
 		return err
 	}

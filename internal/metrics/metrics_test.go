@@ -40,7 +40,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 func newTest(t *testing.T, live func() Live) (*Metrics, *fakeClock) {
 	t.Helper()
 	clk := &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	return New(Options{Step: time.Minute, Bars: 10, Live: live, Now: clk.Now}), clk
+	m := New(Options{Step: time.Minute, Bars: 10, Live: live, Now: clk.Now})
+	clk.Advance(time.Hour) // the chart has no bar from before the start
+	return m, clk
 }
 
 // expect compares the registry's text exposition of the named metrics
@@ -124,9 +126,25 @@ func TestTimelineForgetsOldBars(t *testing.T) {
 	m.Grey(client, dialog.Result{Verdict: dialog.Greylisted})
 	clk.Advance(10 * time.Minute) // the ring holds 10 bars: same slot
 	m.Grey(client, dialog.Result{Verdict: dialog.Quit})
-	c := m.Timeline.Chart(10)
+	c := m.Timeline.Chart(100)
+	if len(c.Series) > 0 && len(c.Series[0].Counts) != 10 {
+		t.Errorf("chart of %d bars, want the 10 kept", len(c.Series[0].Counts))
+	}
 	if len(c.Series) != 1 || c.Series[0].Name != "grey quit" || c.Series[0].Counts[9] != 1 {
 		t.Errorf("chart = %+v, want only the quit session in the last bar", c)
+	}
+}
+
+// A moat that started a minute ago draws two bars, not the hours before
+// it ran.
+func TestChartStartsAtTheStart(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 30, 0, time.UTC)}
+	m := New(Options{Step: time.Minute, Bars: 10, Now: clk.Now})
+	clk.Advance(time.Minute)
+	m.Grey(client, dialog.Result{Verdict: dialog.Quit})
+	c := m.Timeline.Chart(10)
+	if len(c.Series) != 1 || len(c.Series[0].Counts) != 2 || c.Start != time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC).Unix() {
+		t.Errorf("chart = %+v, want two bars from 12:00", c)
 	}
 }
 

@@ -13,9 +13,10 @@ import (
 // Adding is an index into a fixed ring under a mutex held for a few
 // instructions: no allocation, whatever the traffic.
 type Timeline struct {
-	step  time.Duration
-	names []string
-	now   func() time.Time
+	step    time.Duration
+	names   []string
+	now     func() time.Time
+	started int64 // the step moat started in: the chart begins there
 
 	mu    sync.Mutex
 	bars  []bar
@@ -26,7 +27,8 @@ type Timeline struct {
 type bar struct{ at int64 }
 
 func newTimeline(step time.Duration, bars int, names []string, now func() time.Time) *Timeline {
-	return &Timeline{step: step, names: names, now: now, bars: make([]bar, bars), count: make([]uint32, bars*len(names))}
+	return &Timeline{step: step, names: names, now: now, started: now().UnixNano() / int64(step),
+		bars: make([]bar, bars), count: make([]uint32, bars*len(names))}
 }
 
 // Add counts one session of series i now.
@@ -58,10 +60,11 @@ type Series struct {
 }
 
 // Chart returns the last n bars, the current one last (n at most the
-// bars kept). Series with no session in them are left out.
+// bars kept, and none from before moat started). Series with no session
+// in them are left out.
 func (t *Timeline) Chart(n int) Chart {
-	n = min(max(n, 1), len(t.bars))
 	now := t.now().UnixNano() / int64(t.step)
+	n = min(max(n, 1), len(t.bars), int(now-t.started)+1)
 	first := now - int64(n) + 1
 	c := Chart{Step: t.step.Seconds(), Start: first * int64(t.step) / int64(time.Second)}
 	counts := make([][]uint32, len(t.names))

@@ -97,6 +97,7 @@ type Start struct {
 // Stats is a snapshot of the tarpit's counters.
 type Stats struct {
 	Held        int     // connections held now
+	Max         int     // MaxConns in force: at it, Hold refuses
 	Refused     uint64  // connections refused at the MaxConns cap (or after Close)
 	HeldSeconds float64 // total time held, across all finished and current connections
 	HeldNow     float64 // seconds the connections held now have spent so far
@@ -391,6 +392,7 @@ func (t *Tarpit) Stats() Stats {
 	t.mu.Unlock()
 	return Stats{
 		Held:        held,
+		Max:         t.limits().MaxConns,
 		Refused:     t.refused.Load(),
 		HeldSeconds: float64(ns) / float64(time.Second),
 		HeldNow:     float64(current) / float64(time.Second),
