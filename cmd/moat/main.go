@@ -10,6 +10,7 @@
 //	moat status
 //	moat export [FILE|-]           all state as JSON lines (backup, move between stores)
 //	moat import FILE|-
+//	moat demo                      moat on loopback with a built-in backend and simulated traffic
 //	moat version                   (or moat --version)
 //
 // Without -c (or $MOAT_CONFIG), moat reads /etc/moat/moat.toml when it
@@ -54,7 +55,7 @@ func rootCmd() *cobra.Command {
 		// convention of Postfix and spamd. Say which, on standard
 		// error, so that a command run with the wrong file shows it.
 		PersistentPreRun: func(c *cobra.Command, _ []string) {
-			if cfgPath != "" || c.Name() == "version" || c.Name() == "help" {
+			if cfgPath != "" || c.Name() == "version" || c.Name() == "help" || c.Name() == "demo" {
 				return
 			}
 			if _, err := os.Stat(systemConfig); err == nil {
@@ -69,6 +70,6 @@ func rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("MOAT_CONFIG"),
 		"configuration file (TOML); default: "+config.SystemPath+" when it exists, else the built-in defaults ($MOAT_CONFIG)")
 	root.AddCommand(runCmd(&cfgPath), checkCmd(&cfgPath), reloadCmd(&cfgPath), hostsCmd(&cfgPath), trapsCmd(&cfgPath),
-		statusCmd(&cfgPath), exportCmd(&cfgPath), importCmd(&cfgPath), versionCmd())
+		statusCmd(&cfgPath), exportCmd(&cfgPath), importCmd(&cfgPath), demoCmd(), versionCmd())
 	return root
 }
