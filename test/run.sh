@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (real
-# Postfix, swaks, redis-server and rspamd from Debian), then vets the code and runs
-# every test under the race detector, end-to-end tests with real Postfix
-# included, and the Debian package's test (test/package.sh: build, install,
-# check, remove). Run it as root (the end-to-end tests start Postfix
-# instances; the package test installs a package).
+# Postfix, swaks, redis-server, rspamd and chromium from Debian), then vets the
+# code and runs every test under the race detector, end-to-end tests with real
+# Postfix and the dashboard in a real browser included, and the Debian
+# package's test (test/package.sh: build, install, check, remove). Run it as
+# root (the end-to-end tests start Postfix instances; the package test
+# installs a package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
 command -v adduser >/dev/null 2>&1 || need+=(adduser)
+# The dashboard's test drives a headless Chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "test/run.sh: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -210,9 +210,11 @@ function drawChart(c) {
   }
   if (bars) {
     const t0 = c.start * 1000, step = c.step * 1000;
-    for (const i of [0, Math.floor(bars / 2), bars - 1]) {
-      root.append(svg("text", { x: L + i * bw + bw / 2, y: H - 5, "text-anchor": "middle" }, clock(t0 + i * step)));
-    }
+    // Times at the start of the first bar, the middle and the end of
+    // the last, kept inside the drawing.
+    root.append(svg("text", { x: L, y: H - 5, "text-anchor": "start" }, clock(t0)));
+    if (bars > 2) root.append(svg("text", { x: L + plotW / 2, y: H - 5, "text-anchor": "middle" }, clock(t0 + (bars * step) / 2)));
+    root.append(svg("text", { x: W - 4, y: H - 5, "text-anchor": "end" }, clock(t0 + bars * step)));
     $("chart-range").textContent = `— the last ${duration(bars * c.step)}, one bar per ${duration(c.step)}`;
   }
   box.replaceChildren(root);
