@@ -8,10 +8,13 @@
 // before the API answers.
 //
 // Routes are grouped by noun, each in the file named for it: hosts,
-// traps, feedback, status, export, reload. A refusal says what happened by its
-// status: 400 for a request that is wrong, 404 for a host or trap moat
-// knows nothing of, 503 when the store cannot be reached, 500 otherwise;
-// its body is {"error": "..."} with the message the command line prints.
+// traps, feedback, status, export, reload, dashboard (the page, its
+// figures and /metrics). The TCP listener (tcp.go) serves the same API
+// behind a token, and the dashboard's page without one. A refusal says
+// what happened by its status: 400 for a request that is wrong, 404 for a
+// host or trap moat knows nothing of, 503 when the store cannot be
+// reached, 500 otherwise; its body is {"error": "..."} with the message
+// the command line prints.
 package admin
 
 import (
