@@ -387,3 +387,25 @@ func BenchmarkGreySession(b *testing.B) {
 		}
 	})
 }
+
+// The price of timing the store: a lookup served from memory, bare and
+// through the wrapper.
+func BenchmarkStoreLookup(b *testing.B) {
+	st, err := bolt.Open(filepath.Join(b.TempDir(), "moat.db"), bolt.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	st.PutHost(store.Host{Prefix: store.HostPrefix(client), Class: store.White})
+	for _, bc := range []struct {
+		name string
+		st   store.Store
+	}{{"bare", st}, {"timed", New(Options{}).Store(st)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				bc.st.Lookup(client)
+			}
+		})
+	}
+}
