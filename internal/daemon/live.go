@@ -30,12 +30,12 @@ import (
 // not apply, because what they shape is opened or built once: the
 // listeners, the store, the files in data_dir, the process's user, the
 // words the dialog and the tarpit share, the way to the backend, the trap
-// miner and the log followers, the kernel bypass's table, and the log's
-// output.
+// miner and the log followers, the kernel bypass's table, the log's
+// output, and the metrics' listener and chart.
 var restartKeys = []string{
 	"listen", "hostname", "backend", "backend_proxy_protocol", "data_dir", "store", "user",
 	"traps.domains", "traps.min_hosts", "traps.auto", "traps.follow", "traps.reject_pattern",
-	"bait", "admin", "redis", "bypass", "log.format", "log.output", "reputation.follow",
+	"bait", "admin", "redis", "bypass", "log.format", "log.output", "reputation.follow", "metrics",
 }
 
 // needsRestart reports whether key is one of restartKeys or in one of
