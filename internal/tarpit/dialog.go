@@ -6,11 +6,15 @@ import (
 	"encoding/binary"
 	"math"
 
+	"moat/internal/classify"
 	"moat/internal/smtp"
+	"moat/internal/store"
 )
 
 // The dialog looks like a Postfix that relays for anyone: every MAIL and
-// RCPT is accepted, every message is "queued", nothing is ever sent on. Its
+// RCPT is accepted, nothing is ever sent on. A message's last reply depends
+// on why the host is black (Config.Finals): a proven bot's is "queued", a
+// host black for a weaker reason is told to try again later. Its
 // words are the grey dialog's (internal/smtp's Words and Reply constants),
 // for the same commands in the same state, limits included, so that a bot
 // that compares cannot tell a held connection from a grey one but by its
@@ -21,16 +25,15 @@ const (
 	queueIDLen   = 12
 )
 
-// Dialog phases, and the states of the DATA end detector (see scanData).
+// The states of the DATA end detector (see scanData); dotCommand is the
+// command phase, any other state the data phase. One byte says both.
 const (
-	phaseCommand = 0
-	phaseData    = 1
-
-	dotNone      = 0 // in the middle of a line
-	dotCR        = 1 // after CR
-	dotLineStart = 2 // after CRLF, or just after the 354
-	dotDot       = 3 // after CRLF "."
-	dotDotCR     = 4 // after CRLF "." CR
+	dotCommand   = 0 // not in DATA: reading commands
+	dotNone      = 1 // in the middle of a line
+	dotCR        = 2 // after CR
+	dotLineStart = 3 // after CRLF, or just after the 354
+	dotDot       = 4 // after CRLF "."
+	dotDotCR     = 5 // after CRLF "." CR
 )
 
 // maxLine bounds a command line, as the grey dialog does (it is the same
@@ -49,16 +52,16 @@ const (
 func (s *session) feed(p []byte, now int64) int {
 	i := 0
 	for i < len(p) && s.out == "" && !s.quit {
-		if s.phase == phaseData {
+		if s.dot != dotCommand {
 			n, end := s.scanData(p[i:])
 			i += n
 			// A bot that is sending a message is alive; do not idle it out.
 			s.idle = now
 			if end {
-				s.phase = phaseCommand
+				s.dot = dotCommand
 				s.stage, s.rcpts = stageHelo, 0
 				s.msgs = min(s.msgs+1, math.MaxUint16)
-				s.out = s.queued()
+				s.out = s.final()
 				s.t.countMessage(s.out)
 			}
 			continue
@@ -123,7 +126,7 @@ func (s *session) scanData(p []byte) (n int, end bool) {
 		case c == '\n' && d == dotCR:
 			d = dotLineStart
 		case c == '\n' && d == dotDotCR:
-			s.dot = dotLineStart
+			s.dot = dotCommand
 			return i + 1, true
 		case c == '.' && d == dotLineStart:
 			d = dotDot
@@ -184,7 +187,7 @@ func (s *session) command(line []byte) {
 				s.stage = stageMailUTF8
 			}
 			if t.ev.Mail != nil {
-				t.ev.Mail(s.client, addr)
+				t.ev.Mail(Conn{s}, s.client, addr)
 			}
 		}
 	case "RCPT":
@@ -213,8 +216,9 @@ func (s *session) command(line []byte) {
 		// Any domain, foreign ones too: this is an open relay.
 		s.out = smtp.ReplyRcptOK
 		if t.ev.Rcpt != nil {
-			t.ev.Rcpt(s.client, addr)
+			t.ev.Rcpt(Conn{s}, s.client, addr)
 		}
+		s.relay(addr)
 	case "DATA":
 		switch {
 		case !s.inMail():
@@ -222,7 +226,7 @@ func (s *session) command(line []byte) {
 		case s.rcpts == 0:
 			s.fault(smtp.ReplyNoRcpts)
 		default:
-			s.phase, s.dot, s.out = phaseData, dotLineStart, smtp.ReplyData
+			s.dot, s.out = dotLineStart, smtp.ReplyData
 		}
 	case "RSET":
 		if s.stage > stageHelo {
@@ -296,6 +300,44 @@ func (s *session) fault(reply string) {
 		return
 	}
 	s.out = reply
+}
+
+// relay notes a recipient at a domain that is not ours. Asking an open
+// relay to relay proves a bot: no mail server sends mail for another
+// domain to our MX. From a host black for a weaker reason it changes this
+// session's last reply to the relay's, and the Relay event lets classify
+// weigh it for the host (precedence applies: an operator's entry stands).
+// A domain literal or a recipient with no domain is never counted: moat
+// cannot tell whether it is ours.
+func (s *session) relay(addr string) {
+	t := s.t
+	if t.limits().Ours == nil || classify.Proves(s.source) {
+		return
+	}
+	d := smtp.Domain(addr)
+	if d == "" || d[0] == '[' || t.limits().Ours(d) {
+		return
+	}
+	s.source = store.SourceRelay
+	if t.ev.Relay != nil {
+		t.ev.Relay(Conn{s}, s.client, addr)
+	}
+}
+
+// final returns the reply at the end of DATA for why the host is black,
+// and reports it.
+func (s *session) final() string {
+	f := s.t.limits().finals[s.source]
+	if s.t.ev.Told != nil {
+		s.t.ev.Told(Conn{s}, s.client, f)
+	}
+	switch f {
+	case Defer:
+		return ReplyDeferred
+	case Reject:
+		return ReplyRefused
+	}
+	return s.queued()
 }
 
 // queued returns the end-of-DATA reply with a fresh queue ID.

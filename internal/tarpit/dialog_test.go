@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"moat/internal/smtp"
+	"moat/internal/store"
 )
 
 // newSession is a session with no connection, for driving the dialog by
@@ -16,7 +17,7 @@ func newSession(t testing.TB) *session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &session{t: tp, fd: -1}
+	return &session{t: tp, fd: -1, source: store.SourceTrap}
 }
 
 // converse feeds in, split into chunks of the given size, and returns every
@@ -101,7 +102,7 @@ func TestScanData(t *testing.T) {
 func checkScanData(t *testing.T, body []byte, chunk int) {
 	t.Helper()
 	s := newSession(t)
-	s.phase, s.dot = phaseData, dotLineStart
+	s.dot = dotLineStart
 	got, used := -1, 0
 	for used < len(body) && got < 0 {
 		n, end := s.scanData(body[used:min(used+chunk, len(body))])

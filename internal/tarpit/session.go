@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"moat/internal/store"
 )
 
 // session is one held connection. Its size is the cost of holding a bot, so
@@ -33,9 +35,11 @@ type session struct {
 	cmds  uint16 // commands, for max_commands
 	rcpts uint16 // recipients of the transaction, for max_rcpts
 	errs  uint8  // client errors, for max_errors
-	phase uint8  // phaseCommand or phaseData
-	dot   uint8  // DATA end detector state, see scanData
+	dot   uint8  // dotCommand outside DATA, else the DATA end detector's state (see scanData)
 
+	// source is why the host is black: it picks the reply at the end of
+	// DATA (Config.Finals). A relay attempt changes it to store.SourceRelay.
+	source   store.Source
 	stage    uint8 // where the dialog is: stageGreeting ... stageMailUTF8
 	quit     bool  // QUIT answered (or a limit hit): close once the reply is out
 	overlong bool  // the command line being read went past maxLine: discard it
@@ -149,6 +153,6 @@ func (s *session) shutLocked() {
 	now := t.now()
 	t.unregister(s, now)
 	if t.ev.Done != nil {
-		t.ev.Done(s.client, time.Duration(now-s.start), s.bytesIn, int(s.msgs))
+		t.ev.Done(Conn{s}, s.client, time.Duration(now-s.start), s.bytesIn, int(s.msgs))
 	}
 }

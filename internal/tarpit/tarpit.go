@@ -26,11 +26,13 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"moat/internal/classify"
 	"moat/internal/smtp"
 	"moat/internal/store"
 )
@@ -64,19 +66,89 @@ type Config struct {
 	MaxBytes    int64         // bytes a client may send before it is dropped; default 10 MiB
 	MaxDuration time.Duration // how long a client may stay in all; default 30m
 	IdleTimeout time.Duration // no complete line for this long while we owe nothing: drop; default 5m
+
+	// Finals is the reply at the end of DATA by why the host is black.
+	// A source it does not name gets Accept when it proves a bot
+	// (classify.Proves) and Defer otherwise: a mistake costs a delay,
+	// never a message.
+	Finals map[store.Source]Final
+	// Ours reports whether a recipient domain is one of ours; nil: moat
+	// does not know its domains, and no recipient is a relay attempt.
+	// It is called with the domain as the client wrote it.
+	Ours func(domain string) bool
+
+	finals [16]Final // Finals by store.Source (four bits), with the defaults; set by withDefaults
 }
+
+// Final is the tarpit's last word on a message: its reply at the end of
+// DATA. Whatever it says, the message is dropped; only the client's idea
+// of what happened to it differs.
+type Final uint8
+
+const (
+	// Accept: "250 2.0.0 Ok: queued as …", the founding behaviour for a
+	// proven bot, which believes it relayed.
+	Accept Final = iota + 1
+	// Defer: 451 4.7.1; a real MTA keeps the message and tries again, and
+	// bounces it to its sender only if nobody releases the host.
+	Defer
+	// Reject: 554 5.7.1; a real MTA bounces the message to its sender at
+	// once.
+	Reject
+)
+
+var finalNames = [...]string{Accept: "accept", Defer: "defer", Reject: "reject"}
+
+func (f Final) String() string {
+	if int(f) < len(finalNames) && finalNames[f] != "" {
+		return finalNames[f]
+	}
+	return "final(" + strconv.Itoa(int(f)) + ")"
+}
+
+// ParseFinal reads what String writes.
+func ParseFinal(s string) (Final, error) {
+	for f, n := range finalNames {
+		if n != "" && n == s {
+			return Final(f), nil
+		}
+	}
+	return 0, fmt.Errorf("tarpit: final reply %q: want accept, defer or reject", s)
+}
+
+// The replies at the end of DATA for Defer and Reject: short, and the
+// same words every time, so that the administrator of a sending server who
+// finds one in a queue can search for them.
+const (
+	ReplyDeferred = "451 4.7.1 Client host deferred: listed here as a spam source, ask the postmaster to release it (moat-listed)\r\n"
+	ReplyRefused  = "554 5.7.1 Client host refused: listed here as a spam source, ask the postmaster to release it (moat-listed)\r\n"
+)
+
+// Conn names one held connection to the events, from Held to Done: a
+// comparable value that may key a map. It says nothing else.
+type Conn struct{ s *session }
 
 // Events are called from the tarpit's goroutines; they must not block (nil
 // funcs are skipped). They are called with the connection's lock held: they
 // may call Stats but not Hold or Close.
 type Events struct {
+	// Held reports a connection Hold took, with where it starts (a
+	// session moved here mid-transaction brings its envelope so far).
+	Held func(c Conn, client netip.Addr, st Start)
 	// Mail reports the raw address inside MAIL FROM:<...> as sent.
-	Mail func(client netip.Addr, sender string)
+	Mail func(c Conn, client netip.Addr, sender string)
 	// Rcpt reports every RCPT a bot asks for: evidence for spamtrap mining.
-	Rcpt func(client netip.Addr, rcpt string)
+	Rcpt func(c Conn, client netip.Addr, rcpt string)
+	// Relay reports a recipient at a domain that is not ours (Config.Ours)
+	// from a host black for a reason that does not prove a bot: the
+	// attempt proves it, and from then on the session's messages get the
+	// relay reply.
+	Relay func(c Conn, client netip.Addr, rcpt string)
+	// Told reports the end of a message and the reply it got.
+	Told func(c Conn, client netip.Addr, f Final)
 	// Done is called once per held connection when it ends. Connections
 	// refused by Hold were never held and get no Done.
-	Done func(client netip.Addr, held time.Duration, bytesIn int64, msgs int)
+	Done func(c Conn, client netip.Addr, held time.Duration, bytesIn int64, msgs int)
 }
 
 // Start describes where in the SMTP dialog a connection enters the tarpit.
@@ -88,10 +160,14 @@ type Start struct {
 	Rcpts   int    // RCPT commands in the transaction so far
 	Reply   string // a reply (with CRLF) to stutter out first, e.g. the answer to the RCPT that hit a trap; "" for none
 	Pending []byte // client bytes already read but not yet answered; processed as if they had just arrived. Hold takes ownership.
-	// Source is why the host is black. The tarpit's last reply to a
-	// message may depend on it one day: evidence that proves a bot can
-	// be told 250, anything weaker deserves a 4xx.
+	// Source is why the host is black: it picks the reply at the end of
+	// DATA (Config.Finals).
 	Source store.Source
+	// Sender and Recipients are the transaction so far of a session
+	// moved here (the recipients the client was told 250 for), for the
+	// Held event only: Hold keeps neither.
+	Sender     string
+	Recipients []string
 }
 
 // Stats is a snapshot of the tarpit's counters.
@@ -227,12 +303,26 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.MaxErrors = cmp.Or(cfg.MaxErrors, 10)
 	cfg.MaxCommands = cmp.Or(cfg.MaxCommands, 1000)
 	cfg.MaxRcpts = cmp.Or(cfg.MaxRcpts, 100)
+	for src := range cfg.finals {
+		f, ok := cfg.Finals[store.Source(src)]
+		switch {
+		case ok && f >= Accept && f <= Reject:
+		case ok:
+			return cfg, fmt.Errorf("tarpit: Finals[%s] = %d: want Accept, Defer or Reject", store.Source(src), f)
+		case classify.Proves(store.Source(src)):
+			f = Accept
+		default:
+			f = Defer
+		}
+		cfg.finals[src] = f
+	}
 	return cfg, nil
 }
 
 // SetLimits replaces the limits (Stutter, MaxConns, MaxBytes, MaxDuration,
-// IdleTimeout and the dialog's MaxErrors, MaxCommands, MaxRcpts) while
-// connections are held: a reload. Nothing held is closed for it; each
+// IdleTimeout and the dialog's MaxErrors, MaxCommands, MaxRcpts), the
+// final replies (Finals) and our domains (Ours) while connections are
+// held: a reload. Nothing held is closed for it; each
 // limit applies from its next check (a lower MaxConns refuses new
 // connections until enough have left, a shorter MaxDuration ends the
 // overdue ones at the next sweep). The words stay: cfg's Words and
@@ -280,6 +370,7 @@ func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
 		idle:    now,
 		rcpts:   uint16(min(max(st.Rcpts, 0), math.MaxUint16)),
 		pending: st.Pending,
+		source:  st.Source & 0x0f,
 	}
 	switch {
 	case st.InMail && st.UTF8:
@@ -309,6 +400,9 @@ func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
 		conn.Close()
 		t.refused.Add(1)
 		return false
+	}
+	if t.ev.Held != nil {
+		t.ev.Held(Conn{s}, client, st)
 	}
 	if s.fd < 0 {
 		t.wg.Add(1)

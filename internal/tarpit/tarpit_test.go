@@ -2,6 +2,7 @@ package tarpit
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"moat/internal/store"
 )
 
 const (
@@ -73,7 +76,9 @@ func newRig(t testing.TB, cfg Config, ev Events, mode string, start func() Start
 			if mode == "stream" {
 				nc = wrapped{c}
 			}
-			s := Start{}
+			// A proven bot unless the test says otherwise: its messages
+			// are "queued".
+			s := Start{Source: store.SourceTrap}
 			if start != nil {
 				s = start()
 			}
@@ -331,7 +336,7 @@ func TestStart(t *testing.T) {
 		steps []step
 	}{
 		{"trap hit mid-transaction", Start{
-			Greeted: true, InMail: true, Reply: "250 2.1.5 Ok\r\n",
+			Greeted: true, InMail: true, Reply: "250 2.1.5 Ok\r\n", Source: store.SourceTrap,
 			Pending: []byte("RCPT TO:<more@foreign.example>\r\nDATA\r\n"),
 		}, []step{
 			{"", "250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
@@ -478,11 +483,16 @@ type events struct {
 	mu    sync.Mutex
 	mail  []string
 	rcpt  []string
+	relay []string
+	told  []Final
+	held  []Start
 	addrs []netip.Addr
+	conns map[Conn]bool // every Conn an event named
 	done  chan doneEvent
 }
 
 type doneEvent struct {
+	conn    Conn
 	client  netip.Addr
 	held    time.Duration
 	bytesIn int64
@@ -491,21 +501,45 @@ type doneEvent struct {
 
 func (e *events) funcs() Events {
 	e.done = make(chan doneEvent, 4096)
+	e.conns = map[Conn]bool{}
+	note := func(c Conn, a netip.Addr) {
+		e.conns[c] = true
+		e.addrs = append(e.addrs, a)
+	}
 	return Events{
-		Mail: func(a netip.Addr, s string) {
+		Held: func(c Conn, a netip.Addr, st Start) {
 			e.mu.Lock()
 			defer e.mu.Unlock()
+			note(c, a)
+			st.Pending = nil
+			e.held = append(e.held, st)
+		},
+		Mail: func(c Conn, a netip.Addr, s string) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			note(c, a)
 			e.mail = append(e.mail, s)
-			e.addrs = append(e.addrs, a)
 		},
-		Rcpt: func(a netip.Addr, r string) {
+		Rcpt: func(c Conn, a netip.Addr, r string) {
 			e.mu.Lock()
 			defer e.mu.Unlock()
+			note(c, a)
 			e.rcpt = append(e.rcpt, r)
-			e.addrs = append(e.addrs, a)
 		},
-		Done: func(a netip.Addr, held time.Duration, n int64, msgs int) {
-			e.done <- doneEvent{a, held, n, msgs}
+		Relay: func(c Conn, a netip.Addr, r string) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			note(c, a)
+			e.relay = append(e.relay, r)
+		},
+		Told: func(c Conn, a netip.Addr, f Final) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			note(c, a)
+			e.told = append(e.told, f)
+		},
+		Done: func(c Conn, a netip.Addr, held time.Duration, n int64, msgs int) {
+			e.done <- doneEvent{c, a, held, n, msgs}
 		},
 	}
 }
@@ -562,6 +596,16 @@ func TestEvents(t *testing.T) {
 				if a != want {
 					t.Errorf("event for client %v, want %v", a, want)
 				}
+			}
+			// One connection: every event names the same Conn as Done.
+			if len(ev.conns) != 1 || !ev.conns[d.conn] {
+				t.Errorf("events named %d connections, want only Done's", len(ev.conns))
+			}
+			if len(ev.held) != 1 || ev.held[0].Source != store.SourceTrap {
+				t.Errorf("Held events %+v, want one with the Start's source", ev.held)
+			}
+			if fmt.Sprint(ev.told) != "[accept accept]" {
+				t.Errorf("Told events %v, want two accepts", ev.told)
 			}
 			st := r.tp.Stats()
 			if st.Held != 0 || st.Sessions != 1 || st.HeldSeconds <= 0 || st.HeldNow != 0 {
@@ -718,6 +762,126 @@ func TestSetLimits(t *testing.T) {
 			b.expectEOF()
 			if err := r.tp.SetLimits(Config{MaxConns: -1}); err == nil {
 				t.Error("SetLimits with a negative MaxConns: no error")
+			}
+		})
+	}
+}
+
+// The last reply to a message depends on why the host is black: a proven
+// bot is told its message was queued; any weaker reason (the operator, a
+// config blacklist, DNS lists, filters, escalation, network lists,
+// imports, or none known) gets the same stutter and words, then 451, so a
+// real MTA keeps the message; Finals changes either.
+func TestFinalByReason(t *testing.T) {
+	refused := map[store.Source]Final{store.SourceOperator: Reject, store.SourceTrap: Defer}
+	cases := []struct {
+		src    store.Source
+		finals map[store.Source]Final
+		want   string
+	}{
+		{store.SourceTrap, nil, queued},
+		{store.SourceBait, nil, queued},
+		{store.SourceEarlyTalk, nil, queued},
+		{store.SourceSmuggling, nil, queued},
+		{store.SourceRelay, nil, queued},
+		{store.SourceOperator, nil, ReplyDeferred},
+		{store.SourceDNSBL, nil, ReplyDeferred},
+		{store.SourceFeedback, nil, ReplyDeferred},
+		{store.SourceEscalation, nil, ReplyDeferred},
+		{store.SourceNetList, nil, ReplyDeferred},
+		{store.SourceImport, nil, ReplyDeferred},
+		{store.SourceUnknown, nil, ReplyDeferred},
+		{store.SourceOperator, refused, ReplyRefused},
+		{store.SourceTrap, refused, ReplyDeferred},
+		{store.SourceDNSBL, refused, ReplyDeferred},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s/%d", tc.src, len(tc.finals)), func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{Finals: tc.finals}, Events{}, "fd", func() Start { return Start{Source: tc.src} })
+			c := r.dial(t)
+			runScript(t, c, []step{
+				{"", banner},
+				{"EHLO mta.example\r\n", ehlo},
+				{"MAIL FROM:<a@mta.example>\r\n", "250 2.1.0 Ok\r\n"},
+				{"RCPT TO:<alice@example.test>\r\n", "250 2.1.5 Ok\r\n"},
+				{"DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n"},
+			})
+			before := c.reads
+			runScript(t, c, []step{
+				{"Subject: hello\r\n\r\nhi\r\n.\r\n", tc.want},
+				{"QUIT\r\n", "221 2.0.0 Bye\r\n"},
+				{"", eof},
+			})
+			// Stuttered like every other reply: many reads, not one.
+			if n := c.reads - before; n < 10 {
+				t.Errorf("the last reply and the 221 came in %d reads, want them stuttered", n)
+			}
+		})
+	}
+}
+
+func TestNewRejectsFinal(t *testing.T) {
+	if _, err := New(Config{Hostname: testHost, Finals: map[store.Source]Final{store.SourceDNSBL: 9}}, Events{}); err == nil {
+		t.Error("New accepted a final reply that is none of Accept, Defer, Reject")
+	}
+	for _, f := range []Final{Accept, Defer, Reject} {
+		if g, err := ParseFinal(f.String()); err != nil || g != f {
+			t.Errorf("ParseFinal(%q) = %v, %v", f, g, err)
+		}
+	}
+	if _, err := ParseFinal("drop"); err == nil {
+		t.Error(`ParseFinal("drop") succeeded`)
+	}
+}
+
+// A host black for a weak reason that asks the tarpit to relay to a
+// domain that is not ours proves itself a bot: the Relay event reports
+// it, and its message is "queued" and dropped like a proven bot's. A
+// recipient at one of our domains, a domain literal or a postmaster
+// without a domain changes nothing; neither does a foreign domain when
+// moat does not know its domains, or from a host that is proven already.
+func TestRelayAttempt(t *testing.T) {
+	ours := func(d string) bool { return strings.EqualFold(strings.TrimSuffix(d, "."), "example.test") }
+	cases := []struct {
+		name  string
+		src   store.Source
+		ours  func(string) bool
+		rcpts []string
+		relay string
+		final string
+	}{
+		{"dnsbl, ours only", store.SourceDNSBL, ours,
+			[]string{"alice@example.test", "Bob@EXAMPLE.test.", "x@[192.0.2.1]", "postmaster"}, "", ReplyDeferred},
+		{"dnsbl, foreign", store.SourceDNSBL, ours,
+			[]string{"alice@example.test", "victim@foreign.example", "other@else.example"}, "victim@foreign.example", queued},
+		{"operator, foreign", store.SourceOperator, ours,
+			[]string{"victim@foreign.example"}, "victim@foreign.example", queued},
+		{"trap, foreign", store.SourceTrap, ours, []string{"victim@foreign.example"}, "", queued},
+		{"domains unknown", store.SourceDNSBL, nil, []string{"victim@foreign.example"}, "", ReplyDeferred},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var ev events
+			r := newRig(t, Config{Ours: tc.ours}, ev.funcs(), "fd", func() Start { return Start{Source: tc.src} })
+			c := r.dial(t)
+			steps := []step{
+				{"", banner},
+				{"EHLO bot\r\n", ehlo},
+				{"MAIL FROM:<s@bot.example>\r\n", "250 2.1.0 Ok\r\n"},
+			}
+			for _, rc := range tc.rcpts {
+				steps = append(steps, step{"RCPT TO:<" + rc + ">\r\n", "250 2.1.5 Ok\r\n"})
+			}
+			steps = append(steps, step{"DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n"},
+				step{"x\r\n.\r\n", tc.final}, step{"QUIT\r\n", "221 2.0.0 Bye\r\n"}, step{"", eof})
+			runScript(t, c, steps)
+			ev.waitDone(t)
+			ev.mu.Lock()
+			defer ev.mu.Unlock()
+			if got := strings.Join(ev.relay, "|"); got != tc.relay {
+				t.Errorf("Relay events %q, want %q (once, at the first foreign recipient)", got, tc.relay)
 			}
 		})
 	}

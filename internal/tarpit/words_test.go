@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"moat/internal/smtp"
+	"moat/internal/store"
 )
 
 // heldSize is what one held connection's fixed state costs (see the
@@ -27,7 +28,7 @@ func newWordsSession(t *testing.T, cfg Config) *session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &session{t: tp, fd: -1}
+	return &session{t: tp, fd: -1, source: store.SourceTrap}
 }
 
 // talk feeds the lines and returns the replies; after a reply that ends
