@@ -77,12 +77,25 @@ func (e *Engine) Traps() *traps.Set { return e.traps }
 // Classify returns the class of a connecting host. On a store error it
 // returns Grey with the error: a grey host can only ever get 4xx replies
 // from moat, so an outage never costs a message.
+//
+// The configuration's whitelist wins, then its blacklist, except that an
+// operator's white entry in the store ("moat hosts white") releases an
+// address from the blacklist, as it does from imported network lists: a
+// host deferred by a blacklist entry can be let through without editing
+// the file and restarting.
 func (e *Engine) Classify(addr netip.Addr) (Verdict, error) {
 	addr = addr.Unmap()
-	if v, ok := e.listed(addr); ok {
+	v, listed := e.listed(addr)
+	if listed && v.Class == store.White {
 		return v, nil
 	}
 	h, ok, err := e.st.Lookup(addr)
+	if listed {
+		if err == nil && ok && h.Class == store.White && SourceOf(h) == store.SourceOperator {
+			return verdictOf(h), nil
+		}
+		return v, nil
+	}
 	if err != nil {
 		return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
 	}
@@ -263,6 +276,29 @@ func (e *Engine) Accepted(client netip.Addr, sender, reason string) (Verdict, er
 		return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
 	}
 	return verdictOf(h), nil
+}
+
+// Delivered is told, in observe mode, that the backend accepted a message
+// from client (its sender and the normalised recipients the backend took)
+// that enforce mode would have greylisted. One accepted message does not
+// show that the host retries, so it is not whitened and nothing vouches
+// for it (a trap named through it later still blacklists it); it stays
+// grey, but with history: the message's triplets are kept as long as a
+// passed one (greylist.white_ttl), so once moat enforces, the same sender
+// writing to the same recipients passes at once instead of waiting out
+// the greylist, and "moat hosts list" shows it grey with why.
+func (e *Engine) Delivered(client netip.Addr, sender string, rcpts []string) error {
+	var errs []error
+	for _, r := range rcpts {
+		errs = append(errs, e.grey.Keep(e.greyTriplet(client, sender, r)))
+	}
+	reason := "observed: the backend accepted a message that enforce mode would have greylisted"
+	p := store.HostPrefix(client)
+	_, wrote, err := e.setHost(p, store.Grey, store.SourceGreylist, reason, e.cfg().WhiteTTL, false)
+	if wrote {
+		e.record(p, Event{At: e.clock.Now(), Reason: reason})
+	}
+	return errors.Join(append(errs, err)...)
 }
 
 // touchGrey lists a greylisted host as grey (for "moat hosts list"), at
@@ -471,8 +507,19 @@ func (e *Engine) update(p netip.Prefix, n store.Host, ttl time.Duration, force, 
 
 // greyCheck is the greylist check, with SPF-aware pools when configured.
 func (e *Engine) greyCheck(client netip.Addr, sender, rcpt string) (greylist.Result, error) {
-	if r := e.rep(); r != nil && r.Pools != nil {
-		return e.grey.CheckPool(r.Pools, client, sender, rcpt)
+	return e.grey.CheckPool(e.pools(), client, sender, rcpt)
+}
+
+// greyTriplet is the key greyCheck gives an attempt.
+func (e *Engine) greyTriplet(client netip.Addr, sender, rcpt string) store.Triplet {
+	t, _ := e.grey.TripletPool(e.pools(), client, sender, rcpt)
+	return t
+}
+
+// pools returns the SPF-aware pools, nil when they are off.
+func (e *Engine) pools() *greylist.Pools {
+	if r := e.rep(); r != nil {
+		return r.Pools
 	}
-	return e.grey.Check(client, sender, rcpt)
+	return nil
 }

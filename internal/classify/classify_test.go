@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,7 +84,7 @@ func TestClassifyStaticLists(t *testing.T) {
 	})
 	// The store says otherwise; the configuration wins.
 	f.put(t, "192.0.2.7", store.Black, "trap hit <x@y>", time.Time{})
-	f.put(t, "203.0.113.9", store.White, "greylist", time.Time{})
+	f.put(t, "203.0.113.9", store.White, "greylist", t0.Add(time.Hour))
 	tests := []struct {
 		addr   string
 		want   store.Class
@@ -429,5 +430,87 @@ func TestActionString(t *testing.T) {
 		if a.String() != want {
 			t.Errorf("%d.String() = %q, want %q", a, a.String(), want)
 		}
+	}
+}
+
+// An operator's white entry releases an address from the configuration's
+// blacklist (a host deferred there is let through without a restart);
+// nothing else does, and the configuration's whitelist still wins over
+// an operator's black entry.
+func TestOperatorReleasesBlacklisted(t *testing.T) {
+	f := newFixture(t, Config{
+		Whitelist: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+		Blacklist: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")},
+	})
+	if v := f.classify(t, "203.0.113.9"); v.Class != store.Black || v.Source != store.SourceOperator || !v.Static {
+		t.Fatalf("blacklisted host: %+v", v)
+	}
+	// Evidence that is not the operator's changes nothing.
+	if _, err := f.eng.Accepted(ip("203.0.113.9"), "a@b.example", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.classify(t, "203.0.113.9"); v.Class != store.Black {
+		t.Fatalf("a blacklisted host whose mail was accepted: %+v, want black", v)
+	}
+	if err := f.eng.SetClass(netip.MustParsePrefix("203.0.113.9/32"), store.White, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.classify(t, "203.0.113.9"); v.Class != store.White || v.Source != store.SourceOperator || v.Static {
+		t.Errorf("released host: %+v, want the operator's white entry", v)
+	}
+	if v := f.classify(t, "203.0.113.10"); v.Class != store.Black {
+		t.Errorf("its neighbour: %+v, want still black", v)
+	}
+	if err := f.eng.SetClass(netip.MustParsePrefix("192.0.2.7/32"), store.Black, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.classify(t, "192.0.2.7"); v.Class != store.White || !v.Static {
+		t.Errorf("whitelisted host the operator made black: %+v, want the whitelist's white", v)
+	}
+}
+
+// Observe mode: a message the backend accepted from a host that enforce
+// mode would have greylisted leaves the host grey with history: listed
+// grey, not white, not vouched for (a trap still blacklists it), and the
+// message's triplets pass at once long after the retry window.
+func TestDelivered(t *testing.T) {
+	f := newFixture(t, Config{})
+	client := ip("198.51.100.5")
+	d, err := f.eng.Rcpt(client, "bob@sender.example", "alice@example.org")
+	if err != nil || d.Action != Defer {
+		t.Fatalf("first attempt: %+v, %v", d, err)
+	}
+	if err := f.eng.Delivered(client, "bob@sender.example", []string{"alice@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	h := f.host(t, "198.51.100.5")
+	if h.Class != store.Grey || !strings.HasPrefix(h.Reason, "observed:") {
+		t.Errorf("after delivery: %+v, want grey, observed", h)
+	}
+	evs, err := f.eng.History(store.HostPrefix(client))
+	if err != nil || len(evs) == 0 || !strings.HasPrefix(evs[len(evs)-1].Reason, "observed:") {
+		t.Errorf("history %+v, %v: want the observation recorded", evs, err)
+	}
+	// A week later, long past the 24h retry window: the same triplet
+	// passes at once; another recipient is greylisted as for anyone.
+	f.clk.Advance(7 * 24 * time.Hour)
+	if d, err := f.eng.Rcpt(client, "bob@sender.example", "alice@example.org"); err != nil || d.Action != Pass {
+		t.Errorf("kept triplet a week later: %+v, %v, want pass", d, err)
+	}
+	if d, err := f.eng.Rcpt(client, "bob@sender.example", "carol@example.org"); err != nil || d.Action != Defer {
+		t.Errorf("new triplet: %+v, %v, want defer", d, err)
+	}
+	if v := f.classify(t, "198.51.100.5"); v.Class != store.Grey {
+		t.Errorf("class %+v, want grey", v)
+	}
+	if d, err := f.eng.Rcpt(client, "bob@sender.example", trap); err != nil || d.Action != Trap {
+		t.Errorf("trap through an observed host: %+v, %v, want it blacklisted", d, err)
+	}
+	// A triplet never seen is not kept.
+	if err := f.eng.Delivered(ip("198.51.100.6"), "x@y.example", []string{"alice@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := f.st.Triplet(f.eng.greyTriplet(ip("198.51.100.6"), "x@y.example", "alice@example.org")); ok {
+		t.Error("Delivered stored a triplet the greylist never saw")
 	}
 }

@@ -34,6 +34,8 @@ func TestPrecedence(t *testing.T) {
 		greylisted    = entry{store.Grey, store.SourceGreylist}
 		importWhite   = entry{store.White, store.SourceImport}
 		importBlack   = entry{store.Black, store.SourceImport}
+		relayBlack    = entry{store.Black, store.SourceRelay}
+		netlistBlack  = entry{store.Black, store.SourceNetList}
 	)
 	for _, tc := range []struct {
 		old, new entry
@@ -67,6 +69,15 @@ func TestPrecedence(t *testing.T) {
 		{trapBlack, feedbackBlack, trapBlack},
 		{trapBlack, dnswlWhite, trapBlack},
 		{trapBlack, feedbackGrey, trapBlack},
+		// A relay attempt in the tarpit proves a host black for a weaker
+		// reason a bot; an operator's entry stands.
+		{dnsblBlack, relayBlack, relayBlack},
+		{feedbackBlack, relayBlack, relayBlack},
+		{escalated, relayBlack, relayBlack},
+		{netlistBlack, relayBlack, relayBlack},
+		{importBlack, relayBlack, relayBlack},
+		{operatorBlack, relayBlack, operatorBlack},
+		{relayBlack, dnsblBlack, relayBlack},
 		// Evidence beats a pass; at equal rank black stands.
 		{accepted, feedbackGrey, feedbackGrey},
 		{accepted, dnsblBlack, dnsblBlack},

@@ -139,6 +139,23 @@ func (g *Greylist) check(t store.Triplet) (Result, error) {
 		g.st.PutTriplet(t, a)
 }
 
+// Keep remembers a triplet the greylist has seen for as long as a passed
+// one (PassTTL from now), so that its next attempt after MinRetry passes
+// even when it comes after the retry window. Observe mode keeps the
+// triplets of the messages the backend accepted this way. A triplet never
+// seen is not kept: Keep records no attempt.
+func (g *Greylist) Keep(t store.Triplet) error {
+	a, ok, err := g.st.Triplet(t)
+	if err != nil || !ok {
+		return err
+	}
+	if exp := g.clock.Now().Add(g.conf.Load().PassTTL); a.Expires.Before(exp) {
+		a.Expires = exp
+		return g.st.PutTriplet(t, a)
+	}
+	return nil
+}
+
 // NormalizeSender folds the parts of an envelope sender that change from
 // one attempt to the next for the same mail: VERP and bounce-address
 // tagging (BATV "prvs=…=user@dom") and plus-extensions carry a per-message

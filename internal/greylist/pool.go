@@ -190,10 +190,19 @@ func PoolTriplet(sender, rcpt string) store.Triplet {
 // sender, the attempt is keyed by the sender's pool, else by the client's
 // network. A nil p, or the null sender, is plain Check.
 func (g *Greylist) CheckPool(p *Pools, client netip.Addr, sender, rcpt string) (Result, error) {
-	if p == nil || sender == "" || !p.Authorised(client, sender) {
-		return g.Check(client, sender, rcpt)
+	t, pool := g.TripletPool(p, client, sender, rcpt)
+	r, err := g.check(t)
+	if pool {
+		r.Reason = "SPF pool: " + r.Reason
 	}
-	r, err := g.check(PoolTriplet(sender, rcpt))
-	r.Reason = "SPF pool: " + r.Reason
 	return r, err
+}
+
+// TripletPool is the key CheckPool gives an attempt; pool says it is the
+// sender's pool's rather than the client network's.
+func (g *Greylist) TripletPool(p *Pools, client netip.Addr, sender, rcpt string) (t store.Triplet, pool bool) {
+	if p == nil || sender == "" || !p.Authorised(client, sender) {
+		return g.Triplet(client, sender, rcpt), false
+	}
+	return PoolTriplet(sender, rcpt), true
 }
