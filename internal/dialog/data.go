@@ -8,12 +8,14 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/smtp"
+	"moat/internal/store"
 )
 
 // backendRcpt gives a recipient that passed the policy to the backend and
 // passes its reply back. The trap check has been made: a trap never gets
 // here.
-func (s *session) backendRcpt(rc recipient, norm string) answer {
+func (s *session) backendRcpt(rc recipient) answer {
+	s.attached = true
 	if s.tx.lost {
 		return reply(replyTryLater)
 	}
@@ -22,7 +24,7 @@ func (s *session) backendRcpt(rc recipient, norm string) answer {
 		return *failed
 	}
 	if h := s.cfg.Hooks.BackendRcpt; h != nil {
-		h(s.client, norm, r)
+		h(s.client, rc.norm, r)
 	}
 	if r.Code/100 == 2 {
 		s.tx.rcpts = append(s.tx.rcpts, rc)
@@ -46,15 +48,18 @@ func (s *session) data(arg string) answer {
 	d, err := s.eng.Data(s.client)
 	switch d.Action {
 	case classify.Black:
-		// The tarpit answers the DATA itself, and swallows the message.
-		s.verdict(Black, d.Reason)
-		pending := append([]byte("DATA\r\n"), s.r.Pending()...)
-		s.toTarpit(s.handOver(true, "", pending, d.Source))
-		return over
+		if s.enforce(Black, d.Source, d.Reason) {
+			// The tarpit answers the DATA itself, and swallows the
+			// message.
+			pending := append([]byte("DATA\r\n"), s.r.Pending()...)
+			s.toTarpit(s.handOver(true, "", pending, d.Source, ""))
+			return over
+		}
 	case classify.Defer:
-		s.verdict(TempFail, "store unavailable before DATA")
-		s.note("store", err)
-		return reply(replyTempFail)
+		if s.enforce(TempFail, store.SourceUnknown, "store unavailable before DATA") {
+			s.note("store", err)
+			return reply(replyTempFail)
+		}
 	}
 	r, failed := s.exchange("DATA", smtp.Extensions{})
 	if failed != nil {
@@ -145,12 +150,23 @@ func (s *session) message() answer {
 		return reply("451 4.4.2 Error: no reply from the mail server, please try again later\r\n")
 	}
 	if final.Code == 250 {
-		// Only now has the host retried successfully: "those that
-		// successfully retry are whitelisted" (unless stronger evidence
-		// stands, classify decides).
 		s.res.Messages++
-		_, err := s.eng.Accepted(s.client, tx.sender, s.passReason)
-		s.note("not whitelisted", err)
+		switch {
+		case s.passed:
+			// Only now has the host retried successfully: "those that
+			// successfully retry are whitelisted" (unless stronger
+			// evidence stands, classify decides).
+			_, err := s.eng.Accepted(s.client, tx.sender, s.passReason)
+			s.note("not whitelisted", err)
+		case s.res.WouldVerdict <= TempFail:
+			// Observe mode, a message enforce mode would have
+			// greylisted: the host is remembered with it.
+			rcpts := make([]string, len(tx.rcpts))
+			for i, rc := range tx.rcpts {
+				rcpts[i] = rc.norm
+			}
+			s.note("not remembered", s.eng.Delivered(s.client, tx.sender, rcpts))
+		}
 	} else if final.Code != 421 {
 		// The transaction is over for the client, but a backend may keep
 		// it after refusing the message (Postfix does): a new one must

@@ -26,6 +26,17 @@
 // session moves to the tarpit on the spot, which has no way to the
 // backend, and the backend's side of the session is reset and closed with
 // nothing delivered.
+//
+// Observe mode (Config.Observe) is a mode of the same loop, for a safe
+// roll-out: every rule is applied and every piece of evidence recorded as
+// in enforce mode (greet delay and early talk, DNS lists, traps, greylist
+// triplets, the host's class at every command), but where enforce mode
+// would defer, refuse or move the session to the tarpit, the session goes
+// on and the backend takes part from the first RCPT, so no mail is
+// deferred or dropped. Result says what enforce mode would have done. The
+// strict DATA reader is the one exception: a message whose line ends or
+// end of data a lax server would read differently is refused in both
+// modes, since it cannot be handed on safely.
 package dialog
 
 import (
@@ -40,6 +51,7 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/smtp"
+	"moat/internal/store"
 	"moat/internal/tarpit"
 )
 
@@ -61,6 +73,9 @@ type Config struct {
 	// loopback; nil: never.
 	BackendTLS *tls.Config
 	Hooks      Hooks
+	// Observe: mode = "observe". Nothing is deferred, refused or held
+	// for policy; Result.Would says what enforce mode would have done.
+	Observe bool
 }
 
 // Hooks let other parts of moat learn from sessions. Nil funcs are skipped;
@@ -117,6 +132,9 @@ type Peer struct {
 	// accept (classify.Engine.Lookup); nil when there are none. It is
 	// read once, without waiting, when the greet delay is over.
 	Listed <-chan classify.Verdict
+	// Verdict is the host's class at accept: grey, or in observe mode
+	// black too (enforce mode would have held it in the tarpit).
+	Verdict classify.Verdict
 }
 
 // Result says how a session ended, for the server's dispatch and the
@@ -135,6 +153,12 @@ type Result struct {
 	Tarpitted  bool // the connection now belongs to the tarpit
 	TarpitFull bool // the session was for the tarpit, which had no room: closed
 	HandedOff  bool // a RCPT passed: the backend took part in the session
+
+	// In observe mode, what enforce mode would have done: its verdict,
+	// why, and for a black host the evidence behind it (see Would).
+	WouldVerdict Verdict
+	WouldReason  string
+	WouldSource  store.Source
 }
 
 // session is one grey SMTP session.
@@ -158,7 +182,8 @@ type session struct {
 	offer      *smtp.Offer          // what this session's EHLO offered; nil after HELO
 	tls        *tls.ConnectionState // the client's TLS, once STARTTLS is done
 	tx         *transaction         // the mail transaction; nil outside one
-	passed     bool                 // a RCPT passed: the backend is attached to the session
+	passed     bool                 // a RCPT passed the policy: enforce mode attaches the backend
+	attached   bool                 // the backend takes part: a RCPT passed, or observe mode passed one on
 	passReason string               // why it passed
 	backend    *backendConn         // the connection to the backend, while there is one
 	commands   int
@@ -183,6 +208,7 @@ type transaction struct {
 // recipient is one accepted RCPT, to replay.
 type recipient struct {
 	addr   string // as sent, between the brackets
+	norm   string // normalised
 	params smtp.RcptParams
 }
 
@@ -215,6 +241,10 @@ func Serve(ctx context.Context, conn net.Conn, peer Peer, cfg *Config, eng *clas
 			conn.Close()
 		}
 	}()
+	if v := peer.Verdict; v.Class == store.Black {
+		// Only in observe mode does a black host get here.
+		s.enforce(Black, v.Source, v.Reason)
+	}
 	if s.greet() {
 		s.loop()
 	}
@@ -344,8 +374,18 @@ func (s *session) write(reply string) bool {
 }
 
 // verdict records how the session went, keeping the most telling verdict
-// (see Verdict); reason replaces the reason when the verdict is taken.
+// (see Verdict); reason replaces the reason when the verdict is taken. In
+// observe mode what happens happens in enforce mode too, and is what it
+// would have done as well.
 func (s *session) verdict(v Verdict, reason string) {
+	if s.cfg.Observe {
+		s.would(v, store.SourceUnknown, reason)
+	}
+	s.happened(v, reason)
+}
+
+// happened records what happened, whatever enforce mode would have done.
+func (s *session) happened(v Verdict, reason string) {
 	if v < s.res.Verdict {
 		return
 	}
@@ -353,6 +393,35 @@ func (s *session) verdict(v Verdict, reason string) {
 	if reason != "" {
 		s.res.Reason = reason
 	}
+}
+
+// would records, in observe mode, what enforce mode would have done;
+// src is the evidence a black verdict rests on.
+func (s *session) would(v Verdict, src store.Source, reason string) {
+	if v < s.res.WouldVerdict {
+		return
+	}
+	s.res.WouldVerdict = v
+	if src != store.SourceUnknown || v.Black() {
+		s.res.WouldSource = src
+	}
+	if reason != "" {
+		s.res.WouldReason = reason
+	}
+}
+
+// enforce records a decision of moat's policy: to defer, refuse or hold
+// in the tarpit. In enforce mode it is the session's verdict and enforce
+// returns true: the caller carries it out. In observe mode it is what
+// enforce mode would have done, and enforce returns false: the session
+// goes on as if the policy had let it.
+func (s *session) enforce(v Verdict, src store.Source, reason string) bool {
+	if s.cfg.Observe {
+		s.would(v, src, reason)
+		return false
+	}
+	s.happened(v, reason)
+	return true
 }
 
 // note adds to the reason of the verdict, e.g. an error of the store.
@@ -383,9 +452,17 @@ type clientReader struct {
 	c    net.Conn
 	n    int64
 	idle time.Duration
+	// early is what an early talker sent before the banner, read (and
+	// counted) already: in observe mode it is read first.
+	early []byte
 }
 
 func (c *clientReader) Read(p []byte) (int, error) {
+	if len(c.early) > 0 {
+		n := copy(p, c.early)
+		c.early = c.early[n:]
+		return n, nil
+	}
 	if c.idle > 0 {
 		c.c.SetReadDeadline(time.Now().Add(c.idle))
 	}

@@ -50,14 +50,17 @@ func (s *session) mail(arg string) answer {
 	d, err := s.eng.Mail(s.client, sender)
 	switch d.Action {
 	case classify.Trap, classify.Black:
-		return s.black(d, err, smtp.ReplyMailOK, true)
+		if s.enforce(blackVerdict(d), d.Source, d.Reason) {
+			return s.black(err, smtp.ReplyMailOK, true, d.Source, "")
+		}
 	case classify.Refuse:
-		s.tx = nil
-		s.verdict(Refused, d.Reason)
-		s.note("not stored", err)
-		return reply(replySenderRefused)
+		if s.enforce(Refused, d.Source, d.Reason) {
+			s.tx = nil
+			s.note("not stored", err)
+			return reply(replySenderRefused)
+		}
 	}
-	if !s.passed {
+	if !s.attached {
 		return reply(smtp.ReplyMailOK)
 	}
 	r, failed := s.exchange("", smtp.Extensions{})
@@ -110,59 +113,86 @@ func (s *session) rcpt(arg string) answer {
 	if s.passed {
 		judge = s.eng.RcptPassed
 	}
+	rc := recipient{addr: addr, norm: rcpt, params: rp}
 	d, err := judge(s.client, s.tx.sender, rcpt)
 	switch d.Action {
 	case classify.Trap, classify.Black:
-		// The reply looks like any other recipient's; the rest of the
-		// session is the tarpit's.
-		look := smtp.ReplyGreylisted
-		if s.passed {
-			look = smtp.ReplyRcptOK
+		if s.enforce(blackVerdict(d), d.Source, d.Reason) {
+			// The reply looks like any other recipient's; the rest of
+			// the session is the tarpit's.
+			look, told := smtp.ReplyGreylisted, ""
+			if s.passed {
+				look, told = smtp.ReplyRcptOK, addr
+			}
+			return s.black(err, look, true, d.Source, told)
 		}
-		return s.black(d, err, look, true)
 	case classify.Refuse:
-		s.verdict(Refused, d.Reason)
-		s.note("not stored", err)
-		return reply(replyRcptRefused)
+		if s.enforce(Refused, d.Source, d.Reason) {
+			s.note("not stored", err)
+			return reply(replyRcptRefused)
+		}
 	case classify.Pass:
 		if !s.passed {
 			s.passed, s.res.HandedOff = true, true
 			s.passReason = d.Reason
 			s.verdict(Passed, d.Reason)
 		}
-		return s.backendRcpt(recipient{addr: addr, params: rp}, rcpt)
+		return s.backendRcpt(rc)
+	default:
+		if err != nil {
+			// The store could not be asked: defer, never reject.
+			if s.enforce(TempFail, store.SourceUnknown, err.Error()) {
+				return reply(replyTempFail)
+			}
+		} else {
+			s.res.Deferred++
+			if s.enforce(Greylisted, store.SourceUnknown, d.Reason) {
+				return reply(smtp.ReplyGreylisted)
+			}
+		}
 	}
-	if err != nil {
-		// The store could not be asked: defer, never reject.
-		s.verdict(TempFail, err.Error())
-		return reply(replyTempFail)
+	// Observe mode: whatever the policy said, the backend decides.
+	if !s.attached {
+		s.res.HandedOff = true
+		s.happened(Passed, "observe mode")
 	}
-	s.res.Deferred++
-	s.verdict(Greylisted, d.Reason)
-	return reply(smtp.ReplyGreylisted)
+	return s.backendRcpt(rc)
 }
 
-// black moves the session to the tarpit: its host is black now, by a trap
-// named in this command (d.Action is Trap) or by what another connection
-// or the operator did. look is the reply the command gets, the one it
-// would have got had nothing happened; inMail says a transaction is open.
-func (s *session) black(d classify.Decision, err error, look string, inMail bool) answer {
-	v := Black
+// blackVerdict is the verdict of a decision that makes the session the
+// tarpit's: a trap named in this command, or a host black by what another
+// connection or the operator did.
+func blackVerdict(d classify.Decision) Verdict {
 	if d.Action == classify.Trap {
-		v = Trap
+		return Trap
 	}
-	s.verdict(v, d.Reason)
+	return Black
+}
+
+// black moves the session to the tarpit (its verdict is taken): its host
+// is black now, by src. look is the reply the command gets, the one it
+// would have got had nothing happened; inMail says a transaction is open;
+// told is the recipient the command named when look accepts it.
+func (s *session) black(err error, look string, inMail bool, src store.Source, told string) answer {
 	s.note("not stored", err)
-	s.toTarpit(s.handOver(inMail, look, s.r.Pending(), d.Source))
+	s.toTarpit(s.handOver(inMail, look, s.r.Pending(), src, told))
 	return over
 }
 
 // handOver describes where the session stands, for the tarpit to go on
-// from there.
-func (s *session) handOver(inMail bool, look string, pending []byte, src store.Source) tarpit.Start {
+// from there; told is a recipient the client is told 250 for as it goes
+// ("" for none).
+func (s *session) handOver(inMail bool, look string, pending []byte, src store.Source, told string) tarpit.Start {
 	st := tarpit.Start{Greeted: true, Helo: s.helo != "", InMail: inMail, Reply: look, Pending: pending, Source: src}
 	if s.tx != nil {
 		st.UTF8, st.Rcpts = s.tx.params.SMTPUTF8, s.tx.count
+		st.Sender = s.tx.from
+		for _, rc := range s.tx.rcpts {
+			st.Recipients = append(st.Recipients, rc.addr)
+		}
+		if told != "" {
+			st.Recipients = append(st.Recipients, told)
+		}
 	}
 	return st
 }

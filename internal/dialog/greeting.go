@@ -27,13 +27,18 @@ func (s *session) greet() bool {
 		s.raw.SetReadDeadline(time.Time{})
 		if n > 0 {
 			s.in.n += int64(n)
-			s.verdict(EarlyTalker, fmt.Sprintf("sent %d bytes before the banner", n))
-			s.note("not stored", s.eng.EarlyTalker(s.client, "early talker: "+s.res.Reason))
-			s.toTarpit(tarpit.Start{Greeted: true, Reply: s.words.BannerLast(), Pending: buf[:n], Source: store.SourceEarlyTalk})
-			return false
+			why := fmt.Sprintf("sent %d bytes before the banner", n)
+			err := s.eng.EarlyTalker(s.client, "early talker: "+why)
+			if s.enforce(EarlyTalker, store.SourceEarlyTalk, why) {
+				s.note("not stored", err)
+				s.toTarpit(tarpit.Start{Greeted: true, Reply: s.words.BannerLast(), Pending: buf[:n], Source: store.SourceEarlyTalk})
+				return false
+			}
+			// Observe mode: what it said early is its first command.
+			s.in.early = buf[:n]
 		}
 		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
+		if n == 0 && (!errors.As(err, &ne) || !ne.Timeout()) {
 			s.verdict(Closed, "left before the banner")
 			return false
 		}
@@ -51,10 +56,9 @@ func (s *session) greet() bool {
 func (s *session) listed() bool {
 	select {
 	case v := <-s.peer.Listed:
-		if v.Class != store.Black {
+		if v.Class != store.Black || !s.enforce(Listed, v.Source, v.Reason) {
 			return false
 		}
-		s.verdict(Listed, v.Reason)
 		s.toTarpit(tarpit.Start{Greeted: true, Reply: s.words.BannerLast(), Source: v.Source})
 		return true
 	default:
@@ -134,9 +138,13 @@ func (s *session) startTLS(arg string) answer {
 // from anyone else it is a client speaking out of turn, like an early
 // talker: black, and the rest of the session is the tarpit's.
 func (s *session) proxyLine() answer {
-	s.verdict(EarlyTalker, "PROXY header from an untrusted client")
-	s.note("not stored", s.eng.EarlyTalker(s.client, "early talker: "+s.res.Reason))
-	s.toTarpit(s.handOver(s.tx != nil, smtp.ReplyUnknown, s.r.Pending(), store.SourceEarlyTalk))
+	const why = "PROXY header from an untrusted client"
+	err := s.eng.EarlyTalker(s.client, "early talker: "+why)
+	if !s.enforce(EarlyTalker, store.SourceEarlyTalk, why) {
+		return fault(smtp.ReplyUnknown)
+	}
+	s.note("not stored", err)
+	s.toTarpit(s.handOver(s.tx != nil, smtp.ReplyUnknown, s.r.Pending(), store.SourceEarlyTalk, ""))
 	return over
 }
 

@@ -92,13 +92,19 @@ func afterwards(t *testing.T, w *servertest.World, host string, src store.Source
 }
 
 // The rest of a session that went to the tarpit: a fake open relay that
-// delivers nothing.
-func tarpitted(c *client) {
+// delivers nothing. Its message ends with final: "queued" for a proven
+// bot, a 451 for a host black for a weaker reason.
+func tarpitted(c *client, final string) {
 	c.expect("RCPT TO:<victim@foreign.example>", "250 2.1.5")
 	c.expect("DATA", "354")
-	c.expect("Subject: x\r\n\r\nhello\r\n.", "250 2.0.0 Ok: queued as")
+	c.expect("Subject: x\r\n\r\nhello\r\n.", final)
 	c.expect("QUIT", "221")
 }
+
+const (
+	queued   = "250 2.0.0 Ok: queued as"
+	deferred = "451 4.7.1 Client host deferred"
+)
 
 // Connection A of a host names a trap while connection B of the same host
 // stands between MAIL and the RCPT that would pass.
@@ -119,7 +125,7 @@ func TestRaceTrapBeforeThePass(t *testing.T) {
 	// host's, and the session is the tarpit's.
 	b.expect("RCPT TO:<alice@example.test>", "451 4.7.1")
 	b.expect("RCPT TO:<bob@example.test>", "250 2.1.5")
-	tarpitted(b)
+	tarpitted(b, queued)
 	if n := len(w.Backend.Conns()); n != 0 {
 		t.Errorf("the backend saw %d connections, want none", n)
 	}
@@ -147,10 +153,10 @@ func TestRaceTrapAfterThePass(t *testing.T) {
 
 		if i == 0 {
 			b.expect("RCPT TO:<bob@example.test>", "250 2.1.5")
-			tarpitted(b)
+			tarpitted(b, queued)
 		} else {
 			b.expect("DATA", "354")
-			b.expect("Subject: x\r\n\r\nhello\r\n.", "250 2.0.0 Ok: queued as")
+			b.expect("Subject: x\r\n\r\nhello\r\n.", queued)
 			b.expect("QUIT", "221")
 		}
 		afterwards(t, w, host, store.SourceTrap)
@@ -185,7 +191,7 @@ func TestRaceOperator(t *testing.T) {
 	operator(hosts[0])
 	b.expect("RCPT TO:<alice@example.test>", "451 4.7.1")
 	b.expect("RCPT TO:<bob@example.test>", "250 2.1.5")
-	tarpitted(b)
+	tarpitted(b, deferred)
 
 	b = dial(t, w, hosts[1])
 	b.expect("EHLO b", "250 ")
@@ -193,7 +199,7 @@ func TestRaceOperator(t *testing.T) {
 	b.expect("RCPT TO:<alice@example.test>", "250 2.1.5")
 	operator(hosts[1])
 	b.expect("RCPT TO:<bob@example.test>", "250 2.1.5")
-	tarpitted(b)
+	tarpitted(b, deferred)
 
 	for _, host := range hosts {
 		afterwards(t, w, host, store.SourceOperator)
@@ -208,6 +214,6 @@ func TestRaceOperator(t *testing.T) {
 	c.expect("MAIL FROM:<s@sender.example>", "250 2.1.0")
 	c.expect("RCPT TO:<alice@example.test>", "250 2.1.5")
 	c.expect("DATA", "354")
-	c.expect("Subject: x\r\n\r\nhello\r\n.", "250 2.0.0 Ok: queued as")
+	c.expect("Subject: x\r\n\r\nhello\r\n.", deferred)
 	afterwards(t, w, hosts[1], store.SourceOperator)
 }

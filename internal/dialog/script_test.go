@@ -14,6 +14,8 @@ package dialog_test
 //	@listen [::1]:0         where the server listens (before the first @connect)
 //	@trap trap@example.test a trap address          (before the first @connect)
 //	@blacklist 127.0.0.66/32                        (before the first @connect)
+//	@domain example.test    one of our domains      (before the first @connect)
+//	@observe                mode = "observe"        (before the first @connect)
 //	@client 127.0.0.10      source address of the next @connect
 //	@advance 2m             move the fake clock
 //	@operator 127.0.0.10 black   the operator sets a class ("moat hosts black")
@@ -38,14 +40,18 @@ package dialog_test
 //	@backend-last EHLO c | MAIL FROM:<a@b> | QUIT   the last backend connection's lines, exactly
 //	@backend-never trap@    no line the backend received contains this
 //	@backend-rcpts 1 TO:<a@b>,TO:<c@d>    the recipients of the backend's message 1, exactly
+//	@told 127.0.0.66 deferred 1   the ledger counts this many of the host's messages told so
+//	@log 127.0.0.10 would greylisted   a session log line of that client has this value
 
 import (
 	"bufio"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -129,6 +135,10 @@ func runScript(t *testing.T, path string) {
 			wc.Traps = append(wc.Traps, arg)
 		case "@blacklist":
 			wc.Blacklist = append(wc.Blacklist, arg)
+		case "@domain":
+			wc.Domains = append(wc.Domains, arg)
+		case "@observe":
+			wc.Observe = true
 		case "@client":
 			client = arg
 		case "@advance":
@@ -265,6 +275,48 @@ func runScript(t *testing.T, path string) {
 			}
 			if got := strings.Join(msgs[k-1].Rcpts, ","); got != want {
 				t.Fatalf("%s: message %d went to %q, want %q", where, k, got, want)
+			}
+		case "@told":
+			f := strings.Fields(arg)
+			if len(f) != 3 {
+				t.Fatalf("%s: want @told IP KIND N", where)
+			}
+			want, got := number(f[2]), int64(-1)
+			for i := 0; i < 100 && got != int64(want); i++ {
+				if i > 0 {
+					time.Sleep(20 * time.Millisecond) // the record is written as the session ends
+				}
+				r, _, err := w.Ledger.Of(netip.MustParseAddr(f[0]))
+				if err != nil {
+					t.Fatalf("%s: %v", where, err)
+				}
+				got = map[string]int64{"dropped": r.Dropped, "deferred": r.Deferred, "refused": r.Refused}[f[1]]
+			}
+			if got != int64(want) {
+				t.Fatalf("%s: the ledger counts %d messages of %s %s, want %d", where, got, f[0], f[1], want)
+			}
+		case "@log":
+			f := strings.SplitN(arg, " ", 3)
+			if len(f) != 3 {
+				t.Fatalf("%s: want @log IP KEY VALUE", where)
+			}
+			var seen []string
+			for i := 0; i < 100; i++ {
+				if i > 0 {
+					time.Sleep(20 * time.Millisecond) // logged as the session ends
+				}
+				seen = seen[:0]
+				for _, rec := range w.Log.Records() {
+					if rec["msg"] == "session" && rec["client"] == f[0] {
+						seen = append(seen, fmt.Sprint(rec[f[1]]))
+					}
+				}
+				if slices.Contains(seen, f[2]) {
+					break
+				}
+			}
+			if !slices.Contains(seen, f[2]) {
+				t.Fatalf("%s: sessions of %s logged %s %q, want %q among them", where, f[0], f[1], seen, f[2])
 			}
 		default:
 			t.Fatalf("%s: unknown script line %q", where, line)

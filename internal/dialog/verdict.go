@@ -1,5 +1,7 @@
 package dialog
 
+import "moat/internal/store"
+
 // Verdict says how a grey session went. When several things happen in one
 // session the most telling is kept: the constants are in that order, so a
 // pass outranks the greylisting before it, and a trap hit everything.
@@ -58,3 +60,27 @@ func (v Verdict) String() string {
 // of the session belongs to the tarpit (when it has room), and so do the
 // host's next connections.
 func (v Verdict) Black() bool { return v >= Listed }
+
+// Would says, in observe mode, what enforce mode would have done with the
+// session: its verdict ("greylisted", "passed", "refused", …), or for a
+// host it would have held "tarpit (SOURCE)", the evidence that made it
+// black ("tarpit (trap)", "tarpit (dnsbl)", "tarpit (operator)").
+func (r Result) Would() string {
+	if !r.WouldVerdict.Black() || r.WouldVerdict == Smuggling {
+		// A smuggler's message is refused in both modes.
+		return r.WouldVerdict.String()
+	}
+	src := r.WouldSource
+	switch {
+	case src != store.SourceUnknown:
+	case r.WouldVerdict == Trap:
+		src = store.SourceTrap
+	case r.WouldVerdict == EarlyTalker:
+		src = store.SourceEarlyTalk
+	case r.WouldVerdict == Smuggling:
+		src = store.SourceSmuggling
+	case r.WouldVerdict == Listed:
+		src = store.SourceDNSBL
+	}
+	return "tarpit (" + src.String() + ")"
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -17,7 +18,9 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/dialog"
+	"moat/internal/ledger"
 	"moat/internal/relay"
+	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/tarpit"
 )
@@ -56,6 +59,9 @@ type Stats struct {
 	Refused     map[string]int64 `json:"refused"`     // connections closed at once, by cause
 	Tarpit      tarpit.Stats     `json:"tarpit"`
 	StoreErrors int64            `json:"store_errors"`
+	// Would counts, in observe mode, the sessions since start by what
+	// enforce mode would have done ("greylisted", "tarpit (trap)", …).
+	Would map[string]int64 `json:"would,omitempty"`
 }
 
 // Server dispatches connections by class.
@@ -79,11 +85,14 @@ type Server struct {
 	storeErrors atomic.Int64
 	lastFullLog atomic.Int64 // unix seconds of the last "tarpit full" log line
 	wg          sync.WaitGroup
+
+	ledger *ledger.Ledger   // what black hosts were told; nil: not recorded
+	would  map[string]int64 // guarded by mu
 }
 
 // New returns a Server. It has no tarpit until SetTarpit gives it one.
 func New(cfg Config, eng *classify.Engine, dialer *relay.Dialer, dcfg *dialog.Config, log *slog.Logger) *Server {
-	s := &Server{eng: eng, dialer: dialer, log: log, perIP: map[netip.Addr]int{}}
+	s := &Server{eng: eng, dialer: dialer, log: log, perIP: map[netip.Addr]int{}, would: map[string]int64{}}
 	s.SetConfig(cfg)
 	s.SetDialog(dcfg)
 	return s
@@ -108,14 +117,81 @@ func (s *Server) cfg() *Config { return s.conf.Load() }
 // SetHooks gives the server its hooks, before Serve.
 func (s *Server) SetHooks(h Hooks) { s.hooks = h }
 
-// SetTarpit gives the server its tarpit, before Serve. The tarpit's Done
-// event must call s.TarpitDone: that releases a held connection's slot and
-// counts its session, which nothing else does.
+// SetTarpit gives the server its tarpit, before Serve. The tarpit's events
+// must be the server's (TarpitEvents): its Done releases a held
+// connection's slot and counts its session, which nothing else does.
 func (s *Server) SetTarpit(tp *tarpit.Tarpit) { s.tp = tp }
 
+// SetLedger gives the server the ledger that records what black hosts'
+// messages were told, before Serve.
+func (s *Server) SetLedger(l *ledger.Ledger) { s.ledger = l }
+
+// TarpitEvents are the tarpit's events as the server handles them: the
+// ledger hears of every transaction and what its message was told, a
+// relay attempt is weighed by classify, and Done ends the session.
+func (s *Server) TarpitEvents() tarpit.Events {
+	return tarpit.Events{
+		Held:  s.tarpitHeld,
+		Mail:  s.tarpitMail,
+		Rcpt:  s.tarpitRcpt,
+		Relay: s.tarpitRelay,
+		Told:  s.tarpitTold,
+		Done:  s.TarpitDone,
+	}
+}
+
+func (s *Server) tarpitHeld(c tarpit.Conn, _ netip.Addr, st tarpit.Start) {
+	if s.ledger != nil && st.InMail {
+		s.ledger.Moved(c, st.Sender, st.Recipients)
+	}
+}
+
+func (s *Server) tarpitMail(c tarpit.Conn, _ netip.Addr, sender string) {
+	if s.ledger != nil {
+		s.ledger.Mail(c, sender)
+	}
+}
+
+func (s *Server) tarpitRcpt(c tarpit.Conn, _ netip.Addr, rcpt string) {
+	if s.ledger != nil {
+		s.ledger.Rcpt(c, rcpt)
+	}
+}
+
+// tarpitTold is a message's end in the tarpit.
+func (s *Server) tarpitTold(c tarpit.Conn, _ netip.Addr, f tarpit.Final) {
+	if s.ledger == nil {
+		return
+	}
+	told := ledger.Dropped
+	switch f {
+	case tarpit.Defer:
+		told = ledger.Deferred
+	case tarpit.Reject:
+		told = ledger.Refused
+	}
+	s.ledger.Told(c, told)
+}
+
+// tarpitRelay is a relay attempt from a host black for a weaker reason:
+// proof that it is a bot, weighed by classify (an operator's entry
+// stands). The store write happens elsewhere: the tarpit holds a lock.
+func (s *Server) tarpitRelay(_ tarpit.Conn, client netip.Addr, rcpt string) {
+	reason := "relay attempt"
+	if n, err := smtp.Normalize(rcpt); err == nil {
+		reason += " to " + smtp.Domain(n)
+	}
+	go func() {
+		if err := s.eng.Blacklist(client, store.SourceRelay, reason); err != nil {
+			s.storeErrors.Add(1)
+		}
+	}()
+}
+
 // TarpitDone is the tarpit's Done event: it logs the black session, adds
-// its held time to the store's counter and releases its connection slot.
-func (s *Server) TarpitDone(client netip.Addr, held time.Duration, bytesIn int64, msgs int) {
+// its held time to the store's counter, records what its messages were
+// told and releases its connection slot.
+func (s *Server) TarpitDone(c tarpit.Conn, client netip.Addr, held time.Duration, bytesIn int64, msgs int) {
 	s.release(client)
 	s.sessions[store.Black].Add(1)
 	if s.hooks.Black != nil {
@@ -125,6 +201,12 @@ func (s *Server) TarpitDone(client netip.Addr, held time.Duration, bytesIn int64
 	// (a network round trip with Redis) happen elsewhere.
 	go func() {
 		if err := s.eng.Held(client, held); err != nil {
+			s.storeErrors.Add(1)
+		}
+		if s.ledger == nil {
+			return
+		}
+		if err := s.ledger.Record(c, client); err != nil {
 			s.storeErrors.Add(1)
 		}
 	}()
@@ -158,6 +240,11 @@ func (s *Server) Stats() Stats {
 		st.Sessions[c.String()] = s.sessions[c].Load()
 		st.Open[c.String()] = s.open[c].Load()
 	}
+	s.mu.Lock()
+	if len(s.would) > 0 {
+		st.Would = maps.Clone(s.would)
+	}
+	s.mu.Unlock()
 	if s.tp != nil {
 		st.Tarpit = s.tp.Stats()
 		st.Open[store.Black.String()] = int64(st.Tarpit.Held)
@@ -281,13 +368,17 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	if err != nil {
 		s.storeErrors.Add(1)
 	}
-	switch v.Class {
-	case store.White:
+	// A session keeps the dialog's configuration it started with; in its
+	// observe mode black hosts meet the dialog rather than the tarpit,
+	// and every session's log line says what enforce mode would have done.
+	dcfg := s.dcfg.Load()
+	switch {
+	case v.Class == store.White:
 		s.open[store.White].Add(1)
-		s.splice(ctx, c, peer, v, start)
+		s.splice(ctx, c, peer, v, start, dcfg.Observe)
 		s.open[store.White].Add(-1)
 		s.release(client)
-	case store.Black:
+	case v.Class == store.Black && !dcfg.Observe:
 		if s.tp.Hold(c, client, tarpit.Start{Source: v.Source}) {
 			return // released by TarpitDone
 		}
@@ -295,10 +386,13 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.tarpitFull(client)
 	default:
 		peer.Listed = s.eng.Lookup(client, v) // DNS lists, answered within the greet delay
+		peer.Verdict = v
+		// The dialog's sessions, a black host's in observe mode too (open
+		// black connections are the tarpit's).
 		s.open[store.Grey].Add(1)
-		res := dialog.Serve(ctx, c, peer, s.dcfg.Load(), s.eng, s.tp, s.dialer)
+		res := dialog.Serve(ctx, c, peer, dcfg, s.eng, s.tp, s.dialer)
 		s.open[store.Grey].Add(-1)
-		s.sessions[store.Grey].Add(1)
+		s.sessions[v.Class].Add(1)
 		if s.hooks.Grey != nil {
 			s.hooks.Grey(client, res)
 		}
@@ -312,16 +406,31 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		if res.TarpitFull {
 			s.tarpitFull(client)
 		}
-		attrs := []any{"client", client.String(), "class", "grey", "verdict", res.Verdict.String(),
+		attrs := []any{"client", client.String(), "class", v.Class.String(), "verdict", res.Verdict.String(),
 			"reason", res.Reason, "helo", res.Helo, "sender", res.Sender, "rcpts", res.Rcpts,
 			"deferred", res.Deferred, "messages", res.Messages, "tls", res.TLS,
 			"duration", time.Since(start).Round(time.Millisecond).String(),
 			"bytes_in", res.BytesIn, "bytes_out", res.BytesOut}
+		if dcfg.Observe {
+			attrs = append(attrs, s.observed(res.Would(), res.WouldReason)...)
+		}
 		if err != nil {
 			attrs = append(attrs, "store_error", err.Error())
 		}
 		s.log.Info("session", attrs...)
 	}
+}
+
+// observed counts an observed session by what enforce mode would have
+// done with it, and returns the log attributes that say so.
+func (s *Server) observed(would, reason string) []any {
+	s.mu.Lock()
+	s.would[would]++
+	s.mu.Unlock()
+	if reason == "" {
+		return []any{"would", would}
+	}
+	return []any{"would", would, "would_reason", reason}
 }
 
 func (s *Server) trusted(a netip.Addr) bool {
@@ -345,7 +454,7 @@ func (s *Server) tarpitFull(client netip.Addr) {
 	}
 }
 
-func (s *Server) splice(ctx context.Context, c net.Conn, peer dialog.Peer, v classify.Verdict, start time.Time) {
+func (s *Server) splice(ctx context.Context, c net.Conn, peer dialog.Peer, v classify.Verdict, start time.Time, observe bool) {
 	client := peer.Client
 	if err := s.eng.Seen(client, v); err != nil {
 		s.storeErrors.Add(1)
@@ -369,6 +478,10 @@ func (s *Server) splice(ctx context.Context, c net.Conn, peer dialog.Peer, v cla
 	if s.hooks.White != nil {
 		s.hooks.White(true)
 	}
-	s.log.Info("session", "client", client.String(), "class", "white", "verdict", "spliced", "reason", v.Reason,
-		"duration", time.Since(start).Round(time.Millisecond).String(), "bytes_in", up, "bytes_out", down)
+	attrs := []any{"client", client.String(), "class", "white", "verdict", "spliced", "reason", v.Reason,
+		"duration", time.Since(start).Round(time.Millisecond).String(), "bytes_in", up, "bytes_out", down}
+	if observe {
+		attrs = append(attrs, s.observed("spliced", "")...)
+	}
+	s.log.Info("session", attrs...)
 }

@@ -2,15 +2,20 @@ package servertest
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +24,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/dialog"
 	"moat/internal/greylist"
+	"moat/internal/ledger"
 	"moat/internal/relay"
 	"moat/internal/server"
 	"moat/internal/smtp"
@@ -47,6 +53,8 @@ type Config struct {
 	// DataTimeout and DataDoneTimeout bound a message's reads and the
 	// backend's reply after it; default 10s each.
 	DataTimeout, DataDoneTimeout time.Duration
+	Observe                      bool     // mode = "observe"
+	Domains                      []string // our domains: a recipient elsewhere is a relay attempt in the tarpit
 }
 
 // World is a running server with a fake clock, a real store and a
@@ -62,6 +70,8 @@ type World struct {
 	Dialer  *relay.Dialer
 	Addr    string // where the server listens
 	Backend *Backend
+	Ledger  *ledger.Ledger
+	Log     *LogBuffer // the server's log lines, as JSON
 	t       testing.TB
 }
 
@@ -97,18 +107,29 @@ func Start(t testing.TB, wc Config) *World {
 		DataTimeout: cmp.Or(wc.DataTimeout, 10*time.Second), DataDoneTimeout: cmp.Or(wc.DataDoneTimeout, 10*time.Second),
 		BackendTimeout: 10 * time.Second,
 		TLS:            wc.TLS, BackendTLS: wc.BackendTLS,
+		Observe: wc.Observe,
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w.Log = &LogBuffer{}
+	var out io.Writer = w.Log
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		out = io.MultiWriter(w.Log, os.Stderr)
 	}
+	log := slog.New(slog.NewJSONHandler(out, nil))
 	w.Dialer = &relay.Dialer{Addr: w.Backend.Addr(), Proxy: "v2"}
 	tarpitMax := cmp.Or(wc.TarpitMax, 50)
 	w.Srv = server.New(server.Config{Hostname: "mx.test", MaxConns: tarpitMax + 100, MaxConnsPerIP: 20, ShutdownGrace: time.Second, TrustedProxies: wc.Trusted},
 		w.Eng, w.Dialer, w.Dialog, log)
+	if w.Ledger, err = ledger.New(st, ledger.Config{Clock: w.Clock}); err != nil {
+		t.Fatal(err)
+	}
+	w.Srv.SetLedger(w.Ledger)
+	var ours func(string) bool
+	if len(wc.Domains) > 0 {
+		ours = func(d string) bool { return slices.Contains(wc.Domains, strings.ToLower(strings.TrimSuffix(d, "."))) }
+	}
 	w.Tarpit, err = tarpit.New(tarpit.Config{Words: w.Words, Stutter: cmp.Or(wc.Stutter, time.Millisecond), MaxConns: tarpitMax,
-		MaxErrors: w.Dialog.MaxErrors, MaxCommands: w.Dialog.MaxCommands, MaxRcpts: w.Dialog.MaxRcpts},
-		tarpit.Events{Done: w.Srv.TarpitDone})
+		MaxErrors: w.Dialog.MaxErrors, MaxCommands: w.Dialog.MaxCommands, MaxRcpts: w.Dialog.MaxRcpts, Ours: ours},
+		w.Srv.TarpitEvents())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,4 +191,30 @@ func (w *World) Class(addr netip.Addr, want string) string {
 func SelfSigned(t testing.TB, name string) *tls.Config {
 	t.Helper()
 	return &tls.Config{Certificates: []tls.Certificate{tlstest.Cert(t, name, time.Now().Add(time.Hour))}}
+}
+
+// LogBuffer collects log lines; safe for concurrent use.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Records returns the JSON log records written so far, decoded.
+func (b *LogBuffer) Records() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var recs []map[string]any
+	for _, l := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
+		var rec map[string]any
+		if json.Unmarshal(l, &rec) == nil {
+			recs = append(recs, rec)
+		}
+	}
+	return recs
 }
