@@ -2,11 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"moat/internal/admin"
+	"moat/internal/ledger"
 )
 
 func hostsCmd(cfgPath *string) *cobra.Command {
@@ -22,7 +25,7 @@ func hostsListCmd(op operator) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "list hosts: IP, class, reason, first and last seen, expiry",
+		Short: "list hosts: IP, class, reason, first and last seen, expiry, tarpit time and messages told",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			q := ""
@@ -44,13 +47,14 @@ func hostsListCmd(op operator) *cobra.Command {
 				return printJSON(c.OutOrStdout(), hs)
 			}
 			tw := table(c.OutOrStdout())
-			fmt.Fprintln(tw, "IP\tCLASS\tREASON\tFIRST SEEN\tLAST SEEN\tEXPIRES\tTARPIT")
+			fmt.Fprintln(tw, "IP\tCLASS\tREASON\tFIRST SEEN\tLAST SEEN\tEXPIRES\tTARPIT\tMESSAGES TOLD")
 			for _, h := range hs {
 				held := "-"
 				if h.Held > 0 {
 					held = (time.Duration(h.Held) * time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.IP, h.Class, h.Reason, fmtTime(h.FirstSeen), fmtTime(h.LastSeen), fmtExpiry(h.Expires), held)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.IP, h.Class, h.Reason, fmtTime(h.FirstSeen), fmtTime(h.LastSeen), fmtExpiry(h.Expires), held,
+					fmtTold(map[string]int64{"dropped": h.Dropped, "deferred": h.Deferred, "refused": h.Refused}))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -98,7 +102,7 @@ func hostsShowCmd(op operator) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "show IP|CIDR",
-		Short: "show a host's class, karma and evidence history",
+		Short: "show a host's class, karma, evidence history and what its messages were told in the tarpit",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if _, err := admin.ParseTarget(args[0]); err != nil {
@@ -124,19 +128,25 @@ func hostsShowCmd(op operator) *cobra.Command {
 			}
 			if len(h.History) == 0 {
 				fmt.Fprintln(w, "no evidence history")
-				return nil
-			}
-			fmt.Fprintln(w)
-			tw := table(w)
-			fmt.Fprintln(tw, "WHEN\tCLASS\tEVIDENCE")
-			for _, e := range h.History {
-				cl := e.Class
-				if cl == "" {
-					cl = "-"
+			} else {
+				fmt.Fprintln(w)
+				tw := table(w)
+				fmt.Fprintln(tw, "WHEN\tCLASS\tEVIDENCE")
+				for _, e := range h.History {
+					cl := e.Class
+					if cl == "" {
+						cl = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", fmtTime(e.At), cl, e.Reason)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", fmtTime(e.At), cl, e.Reason)
+				if err := tw.Flush(); err != nil {
+					return err
+				}
 			}
-			return tw.Flush()
+			if h.Told != nil {
+				return printTold(w, h.Told)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -160,4 +170,55 @@ func hostsForgetCmd(op operator) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// fmtTold says how many messages were told what, "-" for none.
+func fmtTold(n map[string]int64) string {
+	var parts []string
+	for _, k := range []string{"dropped", "deferred", "refused"} {
+		if n[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[k], k))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// toldWords is what the operator reads for what a message was told.
+var toldWords = map[string]string{
+	"dropped":  "250, dropped",
+	"deferred": "4xx, deferred",
+	"refused":  "5xx, refused",
+}
+
+// printTold lists a host's sessions in the tarpit, a message a line: what
+// it was told and its envelope (the ledger cleaned every address).
+func printTold(w io.Writer, r *ledger.Record) error {
+	fmt.Fprintf(w, "\nin the tarpit: %s (the latest %d sessions below)\n\n",
+		fmtTold(map[string]int64{"dropped": r.Dropped, "deferred": r.Deferred, "refused": r.Refused}), len(r.Sessions))
+	tw := table(w)
+	fmt.Fprintln(tw, "SESSION\tTOLD\tSENDER\tRECIPIENTS")
+	for _, s := range r.Sessions {
+		for i, m := range s.Messages {
+			when := fmtTime(s.Start)
+			if i > 0 {
+				when = ""
+			}
+			rcpts := strings.Join(m.Rcpts, ", ")
+			if m.More > 0 {
+				rcpts += fmt.Sprintf(" (+%d more)", m.More)
+			}
+			sender := "<" + m.Sender + ">"
+			if m.Before {
+				sender += " (sent before the tarpit)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", when, toldWords[m.Told], sender, rcpts)
+		}
+		if s.More > 0 {
+			fmt.Fprintf(tw, "\t(+%d more messages)\t\t\n", s.More)
+		}
+	}
+	return tw.Flush()
 }

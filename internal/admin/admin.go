@@ -24,6 +24,7 @@ import (
 	"net/http"
 
 	"moat/internal/classify"
+	"moat/internal/ledger"
 	"moat/internal/metrics"
 	"moat/internal/store"
 	"moat/internal/traps"
@@ -31,9 +32,10 @@ import (
 
 // Service carries out operator requests.
 type Service struct {
-	Eng   *classify.Engine // its trap set is the one the trap routes change
-	Miner *traps.Miner     // trap mining; nil: not set up
-	Live  func() Live      // nil when no daemon runs
+	Eng    *classify.Engine // its trap set is the one the trap routes change
+	Miner  *traps.Miner     // trap mining; nil: not set up
+	Ledger *ledger.Ledger   // what black hosts' messages were told; nil: not kept
+	Live   func() Live      // nil when no daemon runs
 
 	// Bypass reads the kernel bypass (status.go); nil when bypass.mode
 	// is off.
@@ -58,6 +60,8 @@ type Live struct {
 	Sessions      map[string]int64
 	Refused       map[string]int64
 	StoreErrors   int64
+	Mode          string           // "enforce" or "observe"
+	Would         map[string]int64 // observe mode: sessions by what enforce mode would have done
 }
 
 // badRequest is a request that is wrong as sent: sending it again will

@@ -16,6 +16,7 @@ import (
 	"moat/internal/classify"
 	"moat/internal/clock"
 	"moat/internal/greylist"
+	"moat/internal/ledger"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 	"moat/internal/traps"
@@ -51,7 +52,27 @@ func serviceOver(t *testing.T, st store.Store, clk clock.Clock) *Service {
 	}
 	g := greylist.New(greylist.Config{MinRetry: time.Minute, RetryWindow: 24 * time.Hour}, st, clk)
 	eng := classify.New(classify.Config{BlackTTL: 24 * time.Hour, WhiteTTL: 864 * time.Hour, GreyTTL: 24 * time.Hour}, st, clk, g, ts)
-	return &Service{Eng: eng}
+	l, err := ledger.New(st, ledger.Config{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Service{Eng: eng, Ledger: l}
+}
+
+// tarpitSession records a session of client in the ledger, as the tarpit
+// would: one message per told, to alice and bob.
+func (f *fixture) tarpitSession(t *testing.T, client string, told ...ledger.Told) {
+	t.Helper()
+	key := new(int)
+	for _, k := range told {
+		f.svc.Ledger.Mail(key, "bob@sender.example")
+		f.svc.Ledger.Rcpt(key, "alice@example.org")
+		f.svc.Ledger.Rcpt(key, "carol\r\n@example.org")
+		f.svc.Ledger.Told(key, k)
+	}
+	if err := f.svc.Ledger.Record(key, netip.MustParseAddr(client)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (f *fixture) put(t *testing.T, target string, c store.Class, reason string) {

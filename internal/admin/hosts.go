@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"moat/internal/classify"
+	"moat/internal/ledger"
 	"moat/internal/prefix"
 	"moat/internal/store"
 )
@@ -23,6 +24,11 @@ type HostView struct {
 	LastSeen  time.Time  `json:"last_seen"`
 	Expires   *time.Time `json:"expires,omitempty"`
 	Held      int64      `json:"tarpit_seconds,omitempty"` // seconds this host spent in the tarpit
+	// Its messages the tarpit told 250 and dropped, deferred (4xx) and
+	// refused (5xx), as far as the ledger remembers.
+	Dropped  int64 `json:"dropped,omitempty"`
+	Deferred int64 `json:"deferred,omitempty"`
+	Refused  int64 `json:"refused,omitempty"`
 }
 
 // HostHistory is what "moat hosts show IP" prints.
@@ -33,6 +39,9 @@ type HostHistory struct {
 	Entry   *HostView        `json:"entry,omitempty"` // the store's entry that decides (the host's own or its network's)
 	Karma   *float64         `json:"karma,omitempty"`
 	History []classify.Event `json:"history"`
+	// Told is what its sessions in the tarpit were told, with their
+	// envelopes (the ledger's record); nil when there is none.
+	Told *ledger.Record `json:"told,omitempty"`
 }
 
 // ParseTarget accepts an address or a CIDR.
@@ -79,10 +88,22 @@ func (s *Service) Hosts(class string) ([]HostView, error) {
 		v := view(h)
 		if h.Prefix.IsSingleIP() {
 			v.Held = s.Eng.HeldSeconds(h.Prefix.Addr())
+			if r, ok := s.told(h.Prefix.Addr()); ok {
+				v.Dropped, v.Deferred, v.Refused = r.Dropped, r.Deferred, r.Refused
+			}
 		}
 		out = append(out, v)
 	}
 	return out, err
+}
+
+// told is the ledger's record of addr, if there is a ledger and one.
+func (s *Service) told(addr netip.Addr) (ledger.Record, bool) {
+	if s.Ledger == nil {
+		return ledger.Record{}, false
+	}
+	r, ok, err := s.Ledger.Of(addr)
+	return r, ok && err == nil
 }
 
 func view(h store.Host) HostView {
@@ -177,6 +198,9 @@ func (s *Service) HostHistory(target string) (HostHistory, error) {
 		if k, ok, err := s.Eng.KarmaOf(addr); err == nil && ok {
 			out.Karma = &k
 		}
+		if r, ok := s.told(addr); ok {
+			out.Told = &r
+		}
 	} else {
 		out.IP = p.String()
 		out.Class, out.Reason = store.Grey.String(), "unknown"
@@ -193,7 +217,7 @@ func (s *Service) HostHistory(target string) (HostHistory, error) {
 	if evs != nil {
 		out.History = evs
 	}
-	if !known && out.Entry == nil && out.Karma == nil && len(out.History) == 0 {
+	if !known && out.Entry == nil && out.Karma == nil && len(out.History) == 0 && out.Told == nil {
 		return out, unknownHost(out.IP)
 	}
 	return out, nil

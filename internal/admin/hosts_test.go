@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"moat/internal/ledger"
 	"moat/internal/store"
 	"net/http/httptest"
 	"net/netip"
@@ -248,5 +249,44 @@ func TestHostsShowTarpitSeconds(t *testing.T) {
 		if h.Held != want {
 			t.Errorf("%s: Held = %d, want %d", h.IP, h.Held, want)
 		}
+	}
+}
+
+// What each verdict cost: "hosts list" counts a black host's messages by
+// what the tarpit told them, and "hosts show" lists its sessions with
+// their envelopes, cleaned.
+func TestHostsShowWhatTheyWereTold(t *testing.T) {
+	f := newFixture(t)
+	f.populate(t)
+	f.tarpitSession(t, "192.0.2.10", ledger.Deferred, ledger.Deferred)
+	f.tarpitSession(t, "192.0.2.10", ledger.Refused)
+	hs, err := f.svc.Hosts("black")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		want := [3]int64{}
+		if h.IP == "192.0.2.10" {
+			want = [3]int64{0, 2, 1}
+		}
+		if got := [3]int64{h.Dropped, h.Deferred, h.Refused}; got != want {
+			t.Errorf("%s: dropped, deferred, refused = %v, want %v", h.IP, got, want)
+		}
+	}
+	var hh HostHistory
+	if code := call(t, f.svc.Handler(), "GET", "/v1/hosts/192.0.2.10", nil, &hh); code != 200 {
+		t.Fatalf("GET host: %d", code)
+	}
+	if hh.Told == nil || len(hh.Told.Sessions) != 2 || hh.Told.Deferred != 2 || hh.Told.Refused != 1 {
+		t.Fatalf("told = %+v, want two sessions, 2 deferred, 1 refused", hh.Told)
+	}
+	m := hh.Told.Sessions[0].Messages[0]
+	if m.Told != "deferred" || m.Sender != "bob@sender.example" || strings.Join(m.Rcpts, " ") != `alice@example.org carol\u000d\u000a@example.org` {
+		t.Errorf("first message %+v", m)
+	}
+	// A host moat remembers only by its ledger record is still shown.
+	f.tarpitSession(t, "198.51.100.99", ledger.Dropped)
+	if _, err := f.svc.HostHistory("198.51.100.99"); err != nil {
+		t.Errorf("a host with only a ledger record: %v", err)
 	}
 }

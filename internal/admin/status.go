@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"moat/internal/bypass"
+	"moat/internal/ledger"
 	"moat/internal/store"
 	"moat/internal/traps"
 )
@@ -29,6 +30,11 @@ type Status struct {
 	StoreErrors   int64            `json:"store_errors"`
 	StoreDown     *time.Time       `json:"store_down_since,omitempty"` // a shared store (Redis) unreachable since
 	Bypass        *Bypass          `json:"bypass,omitempty"`           // the kernel bypass; nil when off
+	// Messages counts black hosts' messages by what the tarpit told
+	// them: "dropped" (250), "deferred" (4xx), "refused" (5xx).
+	Messages map[string]int64 `json:"tarpit_messages"`
+	Mode     string           `json:"mode,omitempty"`  // the running daemon's: "enforce" or "observe"
+	Would    map[string]int64 `json:"would,omitempty"` // observe mode: sessions since start by what enforce mode would have done
 }
 
 // ErrBypassOff answers questions about the kernel bypass when it is off.
@@ -50,7 +56,7 @@ type TrapHits struct {
 
 // Status counts hosts and adds the daemon's live counters.
 func (s *Service) Status() (Status, error) {
-	st := Status{Hosts: map[string]int{"white": 0, "grey": 0, "black": 0}}
+	st := Status{Hosts: map[string]int{"white": 0, "grey": 0, "black": 0}, Messages: map[string]int64{}}
 	// The live figures come first: when a shared store is down the
 	// operator most needs to see that, and the counts it cannot give.
 	if d, ok := s.Eng.Store().(interface{ Down() (bool, time.Time) }); ok {
@@ -70,6 +76,7 @@ func (s *Service) Status() (Status, error) {
 		st.Running = true
 		st.Connections, st.Open, st.TarpitHeld, st.TarpitRefused = l.Connections, l.Open, l.TarpitHeld, l.TarpitRefused
 		st.Sessions, st.Refused, st.StoreErrors = l.Sessions, l.Refused, l.StoreErrors
+		st.Mode, st.Would = l.Mode, l.Would
 		// The stored total has whole seconds of finished sessions;
 		// add what the connections held now have cost so far.
 		st.TarpitSeconds += l.TarpitSeconds
@@ -91,6 +98,9 @@ func (s *Service) storeStatus(st *Status) error {
 		return err
 	}
 	st.TarpitSeconds = float64(counters["tarpit_seconds"])
+	for _, t := range []ledger.Told{ledger.Dropped, ledger.Deferred, ledger.Refused} {
+		st.Messages[t.String()] = counters[ledger.Counter(t)]
+	}
 	for k, v := range counters {
 		if strings.HasPrefix(k, hitPrefix) {
 			st.TrapHits += v

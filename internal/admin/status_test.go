@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"moat/internal/ledger"
 	"moat/internal/store"
 	"moat/internal/traps"
 	"reflect"
@@ -15,6 +16,8 @@ func TestStatus(t *testing.T) {
 	f.st.Add(traps.HitCounter("trap@example.org"), 3)
 	f.st.Add(traps.HitCounter("bait@example.net"), 2)
 	f.st.Add("tarpit_seconds", 100)
+	f.tarpitSession(t, "192.0.2.50", ledger.Deferred, ledger.Deferred, ledger.Dropped)
+	f.tarpitSession(t, "192.0.2.51", ledger.Refused)
 
 	st, err := f.svc.Status()
 	if err != nil {
@@ -26,6 +29,7 @@ func TestStatus(t *testing.T) {
 		TrapHits:      5,
 		TopTraps:      []TrapHits{{Addr: "trap@example.org", Hits: 3}, {Addr: "bait@example.net", Hits: 2}},
 		TarpitSeconds: 100,
+		Messages:      map[string]int64{"dropped": 1, "deferred": 2, "refused": 1},
 	}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("Status = %+v\nwant %+v", st, want)
@@ -33,7 +37,8 @@ func TestStatus(t *testing.T) {
 
 	f.svc.Live = func() Live {
 		return Live{Connections: 7, TarpitHeld: 4, TarpitSeconds: 2.5, TarpitRefused: 1,
-			Sessions: map[string]int64{"white": 3}, Refused: map[string]int64{"tarpit_full": 1}, StoreErrors: 9}
+			Sessions: map[string]int64{"white": 3}, Refused: map[string]int64{"tarpit_full": 1}, StoreErrors: 9,
+			Mode: "observe", Would: map[string]int64{"greylisted": 2, "tarpit (trap)": 1}}
 	}
 	st, err = f.svc.Status()
 	if err != nil {
@@ -42,6 +47,7 @@ func TestStatus(t *testing.T) {
 	want.Running, want.Connections, want.TarpitHeld, want.TarpitRefused = true, 7, 4, 1
 	want.TarpitSeconds = 102.5
 	want.Sessions, want.Refused, want.StoreErrors = map[string]int64{"white": 3}, map[string]int64{"tarpit_full": 1}, 9
+	want.Mode, want.Would = "observe", map[string]int64{"greylisted": 2, "tarpit (trap)": 1}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("live Status = %+v\nwant %+v", st, want)
 	}

@@ -24,6 +24,7 @@ import (
 
 // Config is the validated configuration.
 type Config struct {
+	Mode                 string   `toml:"mode"` // "enforce" or "observe"
 	Listen               string   `toml:"listen"`
 	Hostname             string   `toml:"hostname"`
 	Backend              string   `toml:"backend"`
@@ -74,11 +75,39 @@ type Greylist struct {
 
 // Tarpit is the [tarpit] table.
 type Tarpit struct {
-	Stutter     Duration `toml:"stutter"`
-	MaxConns    int      `toml:"max_conns"`
-	MaxBytes    Size     `toml:"max_bytes"`
-	MaxDuration Duration `toml:"max_duration"`
-	IdleTimeout Duration `toml:"idle_timeout"`
+	Stutter     Duration   `toml:"stutter"`
+	MaxConns    int        `toml:"max_conns"`
+	MaxBytes    Size       `toml:"max_bytes"`
+	MaxDuration Duration   `toml:"max_duration"`
+	IdleTimeout Duration   `toml:"idle_timeout"`
+	FinalReply  FinalReply `toml:"final_reply"`
+}
+
+// FinalReply is the [tarpit.final_reply] table: the tarpit's reply at the
+// end of DATA by why the host is black, "accept" (250, the message is
+// dropped), "defer" (451) or "reject" (554).
+type FinalReply struct {
+	Trap       string `toml:"trap"`
+	Bait       string `toml:"bait"`
+	EarlyTalk  string `toml:"early_talk"`
+	Smuggling  string `toml:"smuggling"`
+	Relay      string `toml:"relay"`
+	Operator   string `toml:"operator"`
+	DNSBL      string `toml:"dnsbl"`
+	Feedback   string `toml:"feedback"`
+	Escalation string `toml:"escalation"`
+	NetList    string `toml:"netlist"`
+	Import     string `toml:"import"`
+}
+
+// ByReason returns the replies keyed by the reason's name as moat writes
+// it everywhere else (logs, "moat hosts show"): "trap", "early-talk", ….
+func (f FinalReply) ByReason() map[string]string {
+	return map[string]string{
+		"trap": f.Trap, "bait": f.Bait, "early-talk": f.EarlyTalk, "smuggling": f.Smuggling, "relay": f.Relay,
+		"operator": f.Operator, "dnsbl": f.DNSBL, "feedback": f.Feedback, "escalation": f.Escalation,
+		"netlist": f.NetList, "import": f.Import,
+	}
 }
 
 // Traps is the [traps] table.
@@ -152,6 +181,7 @@ type Log struct {
 // Default returns the configuration moat runs with when no file is given.
 func Default() *Config {
 	return &Config{
+		Mode:                 "enforce",
 		Listen:               "127.0.0.1:2525",
 		Hostname:             defaultHostname(),
 		Backend:              "127.0.0.1:10025",
@@ -172,6 +202,12 @@ func Default() *Config {
 			MaxBytes:    10 << 20,
 			MaxDuration: Duration{30 * time.Minute},
 			IdleTimeout: Duration{5 * time.Minute},
+			// What proves a bot is told 250; a mistake costs a delay,
+			// never a message (the split is classify.Proves).
+			FinalReply: FinalReply{
+				Trap: "accept", Bait: "accept", EarlyTalk: "accept", Smuggling: "accept", Relay: "accept",
+				Operator: "defer", DNSBL: "defer", Feedback: "defer", Escalation: "defer", NetList: "defer", Import: "defer",
+			},
 		},
 		Limits: Limits{
 			MaxConns:        19000,

@@ -14,6 +14,7 @@ import (
 // sample sets every key to a value that differs from its default, so a key
 // that is parsed into the wrong field (or not at all) shows.
 const sample = `
+mode = "observe"
 listen = "0.0.0.0:25"
 hostname = "mx.example.org"
 backend = "127.0.0.1:10026"
@@ -40,6 +41,11 @@ max_conns = 1000
 max_bytes = 2048
 max_duration = "1h"
 idle_timeout = "90s"
+
+[tarpit.final_reply]
+operator = "reject"
+dnsbl = "accept"
+early_talk = "defer"
 
 [traps]
 addresses = ["trap@example.org", "spam@example.net"]
@@ -215,7 +221,10 @@ func TestParseSample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(sample): %v", err)
 	}
+	final := Default().Tarpit.FinalReply
+	final.Operator, final.DNSBL, final.EarlyTalk = "reject", "accept", "defer"
 	want := &Config{
+		Mode:                 "observe",
 		Listen:               "0.0.0.0:25",
 		Hostname:             "mx.example.org",
 		Backend:              "127.0.0.1:10026",
@@ -241,6 +250,7 @@ func TestParseSample(t *testing.T) {
 			MaxBytes:    2048,
 			MaxDuration: dur(time.Hour),
 			IdleTimeout: dur(90 * time.Second),
+			FinalReply:  final,
 		},
 		Traps: Traps{
 			Addresses:     []string{"trap@example.org", "spam@example.net"},
@@ -338,6 +348,10 @@ func TestParseErrors(t *testing.T) {
 		{"metrics chart_step too short", "[metrics]\nchart_step = \"100ms\"", []string{"metrics.chart_step", "100ms"}},
 		{"metrics chart_step too long", "[metrics]\nchart_step = \"2h\"", []string{"metrics.chart_step"}},
 		{"log level", "[log]\nlevel = \"verbose\"", []string{"log.level", `"verbose"`}},
+		{"mode", `mode = "audit"`, []string{"mode", `"audit"`, "observe"}},
+		{"final reply", "[tarpit.final_reply]\ndnsbl = \"drop\"", []string{"tarpit.final_reply.dnsbl", `"drop"`, "defer"}},
+		{"final reply, two words", "[tarpit.final_reply]\nearly_talk = \"\"", []string{"tarpit.final_reply.early_talk", `""`}},
+		{"final reply for no reason", "[tarpit.final_reply]\ngreylist = \"defer\"", []string{"unknown key", "tarpit.final_reply.greylist"}},
 		{"log format", "[log]\nformat = \"xml\"", []string{"log.format", `"xml"`}},
 		{"log output", "[log]\noutput = \"file\"", []string{"log.output", `"file"`, "syslog"}},
 		{"user root", `user = "root"`, []string{"user", `"root"`, "unprivileged"}},

@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -15,6 +17,11 @@ import (
 // that an operator fixes a file in one round ("moat check" lists them all).
 func (c *Config) validate() error {
 	var p problems
+	switch c.Mode {
+	case "enforce", "observe":
+	default:
+		p.add("config: mode: %q: want \"enforce\" (default) or \"observe\" (see every session pass, learn, defer and drop nothing)", c.Mode)
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		p.add("config: listen: %q: want host:port, e.g. \":25\" or \"192.0.2.1:25\"", c.Listen)
 	}
@@ -76,6 +83,15 @@ func (c *Config) validate() error {
 	}
 	if t.MaxBytes < 1024 {
 		p.add("config: tarpit.max_bytes: %d: must be at least 1024 (default 10485760)", t.MaxBytes)
+	}
+	finals := t.FinalReply.ByReason()
+	for _, reason := range slices.Sorted(maps.Keys(finals)) {
+		switch v := finals[reason]; v {
+		case "accept", "defer", "reject":
+		default:
+			p.add("config: tarpit.final_reply.%s: %q: want \"accept\" (250, the message is dropped), \"defer\" (451: the sender keeps it) or \"reject\" (554: the sender bounces it)",
+				strings.ReplaceAll(reason, "-", "_"), v)
+		}
 	}
 	l := c.Limits
 	for _, kv := range []struct {

@@ -25,6 +25,8 @@ func live(srv *server.Server) func() admin.Live {
 			Sessions:      s.Sessions,
 			Refused:       s.Refused,
 			StoreErrors:   s.StoreErrors,
+			Mode:          map[bool]string{false: "enforce", true: "observe"}[s.Observe],
+			Would:         s.Would,
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -34,6 +35,7 @@ import (
 	"moat/internal/clock"
 	"moat/internal/config"
 	"moat/internal/dialog"
+	"moat/internal/ledger"
 	"moat/internal/metrics"
 	"moat/internal/relay"
 	"moat/internal/reputation"
@@ -81,9 +83,11 @@ type Daemon struct {
 	applied  *config.Config // the configuration the last reload applied
 	hooks    dialog.Hooks
 	words    *smtp.Words
+	ours     func(domain string) bool      // traps.domains; nil when none are set
 	drop     dropLists                     // the imported network lists in force, for their own reload ticker
 	tls      atomic.Bool                   // STARTTLS offered now
 	mirror   atomic.Pointer[bypass.Mirror] // the kernel bypass, once started; a reload syncs it
+	Ledger   *ledger.Ledger                // what black hosts' messages were told
 }
 
 // New builds a daemon from cfg: it opens the store and loads the files the
@@ -123,14 +127,23 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	d.tls.Store(tlsCfg != nil)
 	// The grey dialog and the tarpit speak the same words.
 	d.words = smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
-	d.Dialog = dialogConfig(cfg, tlsCfg, d.words, d.hooks)
+	if len(cfg.Traps.Domains) > 0 {
+		// traps.domains are ours: a black host naming another domain
+		// makes a relay attempt.
+		d.ours = d.Miner.Ours
+	}
+	d.Dialog = d.dialogConfig(cfg, tlsCfg)
 	d.Server = server.New(serverConfig(cfg), d.Engine, d.Dialer, d.Dialog, log)
-	if d.Tarpit, err = tarpit.New(tarpitConfig(cfg, d.words), tarpit.Events{Done: d.Server.TarpitDone, Rcpt: d.Miner.TarpitRcpt}); err != nil {
+	if d.Ledger, err = ledger.New(d.Store, ledger.Config{}); err != nil {
+		return nil, err
+	}
+	d.Server.SetLedger(d.Ledger)
+	if d.Tarpit, err = tarpit.New(d.tarpitConfig(cfg), d.tarpitEvents()); err != nil {
 		return nil, err
 	}
 	d.Server.SetTarpit(d.Tarpit)
 	d.Server.SetHooks(server.Hooks{White: d.Metrics.White, Grey: d.Metrics.Grey, Black: d.Metrics.Black})
-	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Live: live(d.Server), Bypass: bypassStatus(cfg), Reload: d.Reload,
+	d.Admin = &admin.Service{Eng: d.Engine, Miner: d.Miner, Ledger: d.Ledger, Live: live(d.Server), Bypass: bypassStatus(cfg), Reload: d.Reload,
 		Metrics: d.Metrics}
 	rep, err := buildReputation(cfg, log)
 	if err != nil {
@@ -139,6 +152,18 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	d.Engine.SetReputation(rep)
 	d.drop.set(rep.Drop)
 	return d, nil
+}
+
+// tarpitEvents are the server's, with the miner hearing every recipient
+// a bot names.
+func (d *Daemon) tarpitEvents() tarpit.Events {
+	ev := d.Server.TarpitEvents()
+	rcpt := ev.Rcpt
+	ev.Rcpt = func(c tarpit.Conn, client netip.Addr, addr string) {
+		rcpt(c, client, addr)
+		d.Miner.TarpitRcpt(client, addr)
+	}
+	return ev
 }
 
 // loadTLS loads the certificate STARTTLS offers; nil when none is set.

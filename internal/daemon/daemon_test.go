@@ -20,6 +20,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
+	"moat/internal/tarpit"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -172,6 +173,31 @@ func TestOffline(t *testing.T) {
 		}
 		if svc.Live != nil || (svc.Miner != nil) != mining {
 			t.Errorf("Offline(mining %v): live %v, miner %v", mining, svc.Live != nil, svc.Miner != nil)
+		}
+	}
+}
+
+// The configuration's default final replies are the split classify makes:
+// what proves a bot is told 250, every other reason a host can be black
+// for is deferred; and every such reason has a key.
+func TestFinalReplyDefaultsFollowProof(t *testing.T) {
+	finals := tarpitFinals(config.Default().Tarpit.FinalReply)
+	for src := store.Source(0); src.String() != fmt.Sprintf("source(%d)", uint8(src)); src++ {
+		switch src {
+		case store.SourceUnknown, store.SourceGreylist, store.SourceAccepted, store.SourceDNSWL:
+			// Never the reason a host is black (the tarpit defers an
+			// unknown one).
+			if _, ok := finals[src]; ok {
+				t.Errorf("a final reply for %s, which makes no host black", src)
+			}
+			continue
+		}
+		want := tarpit.Defer
+		if classify.Proves(src) {
+			want = tarpit.Accept
+		}
+		if got, ok := finals[src]; !ok || got != want {
+			t.Errorf("default final reply for %s: %v (set %v), want %v", src, got, ok, want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"moat/internal/clock"
 	"moat/internal/config"
 	"moat/internal/greylist"
+	"moat/internal/ledger"
 	"moat/internal/logsink"
 	"moat/internal/relay"
 	"moat/internal/reputation"
@@ -177,7 +178,11 @@ func Offline(cfg *config.Config, st store.Store, mining bool, log *slog.Logger) 
 	if err := loadBait(cfg, eng.Traps()); err != nil {
 		return nil, err
 	}
-	svc := &admin.Service{Eng: eng, Bypass: bypassStatus(cfg)}
+	l, err := ledger.New(st, ledger.Config{})
+	if err != nil {
+		return nil, err
+	}
+	svc := &admin.Service{Eng: eng, Ledger: l, Bypass: bypassStatus(cfg)}
 	if mining {
 		if svc.Miner, err = newMiner(cfg, eng, newDialer(cfg), log); err != nil {
 			return nil, err

@@ -12,7 +12,6 @@ import (
 	"moat/internal/dialog"
 	"moat/internal/greylist"
 	"moat/internal/server"
-	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/tarpit"
 )
@@ -78,9 +77,9 @@ func serverConfig(cfg *config.Config) server.Config {
 	}
 }
 
-func tarpitConfig(cfg *config.Config, words *smtp.Words) tarpit.Config {
+func (d *Daemon) tarpitConfig(cfg *config.Config) tarpit.Config {
 	return tarpit.Config{
-		Words:       words,
+		Words:       d.words,
 		MaxErrors:   cfg.Limits.MaxErrors,
 		MaxCommands: cfg.Limits.MaxCommands,
 		MaxRcpts:    cfg.Limits.MaxRcpts,
@@ -89,13 +88,31 @@ func tarpitConfig(cfg *config.Config, words *smtp.Words) tarpit.Config {
 		MaxBytes:    int64(cfg.Tarpit.MaxBytes),
 		MaxDuration: cfg.Tarpit.MaxDuration.Duration,
 		IdleTimeout: cfg.Tarpit.IdleTimeout.Duration,
+		Finals:      tarpitFinals(cfg.Tarpit.FinalReply),
+		Ours:        d.ours,
 	}
 }
 
+// tarpitFinals reads [tarpit.final_reply] into the tarpit's replies by
+// source. config checked every value and names only sources that exist.
+func tarpitFinals(f config.FinalReply) map[store.Source]tarpit.Final {
+	out := map[store.Source]tarpit.Final{}
+	for reason, v := range f.ByReason() {
+		src, err := store.ParseSource(reason)
+		if err != nil {
+			continue
+		}
+		if final, err := tarpit.ParseFinal(v); err == nil {
+			out[src] = final
+		}
+	}
+	return out
+}
+
 // dialogConfig is what a grey session is given; tlsCfg nil: no STARTTLS.
-func dialogConfig(cfg *config.Config, tlsCfg *tls.Config, words *smtp.Words, hooks dialog.Hooks) *dialog.Config {
+func (d *Daemon) dialogConfig(cfg *config.Config, tlsCfg *tls.Config) *dialog.Config {
 	return &dialog.Config{
-		Words:           words,
+		Words:           d.words,
 		GreetDelay:      cfg.Greylist.GreetDelay.Duration,
 		MaxRcpts:        cfg.Limits.MaxRcpts,
 		MaxCommands:     cfg.Limits.MaxCommands,
@@ -107,7 +124,8 @@ func dialogConfig(cfg *config.Config, tlsCfg *tls.Config, words *smtp.Words, hoo
 		BackendTimeout:  cfg.Limits.BackendTimeout.Duration,
 		TLS:             tlsCfg,
 		BackendTLS:      backendTLS(cfg.Backend),
-		Hooks:           hooks,
+		Hooks:           d.hooks,
+		Observe:         cfg.Mode == "observe",
 	}
 }
 
@@ -167,13 +185,13 @@ func (d *Daemon) Reload() (admin.Reloaded, error) {
 	// The words the dialog and the tarpit share follow the greet delay,
 	// the certificate and the size limit.
 	d.words.Reshape(cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
-	if err := d.Tarpit.SetLimits(tarpitConfig(cfg, d.words)); err != nil {
+	if err := d.Tarpit.SetLimits(d.tarpitConfig(cfg)); err != nil {
 		// The configuration was validated: this is a bug, and the
 		// tarpit keeps its limits.
 		d.Log.Error("reload: tarpit limits", "err", err.Error())
 	}
 	d.Server.SetConfig(serverConfig(cfg))
-	d.Server.SetDialog(dialogConfig(cfg, tlsCfg, d.words, d.hooks))
+	d.Server.SetDialog(d.dialogConfig(cfg, tlsCfg))
 	d.tls.Store(tlsCfg != nil)
 	if d.Level != nil {
 		var lv slog.Level

@@ -14,6 +14,7 @@ package ledger
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -132,6 +133,12 @@ func New(st store.Store, cfg Config) (*Ledger, error) {
 		l.hosts[k] = exp
 		return true
 	})
+	if errors.Is(err, store.ErrUnavailable) {
+		// A shared store down at start: moat starts, and the records
+		// written meanwhile are counted; the older ones expire by
+		// themselves.
+		err = nil
+	}
 	return l, err
 }
 

@@ -59,9 +59,11 @@ type Stats struct {
 	Refused     map[string]int64 `json:"refused"`     // connections closed at once, by cause
 	Tarpit      tarpit.Stats     `json:"tarpit"`
 	StoreErrors int64            `json:"store_errors"`
-	// Would counts, in observe mode, the sessions since start by what
-	// enforce mode would have done ("greylisted", "tarpit (trap)", …).
-	Would map[string]int64 `json:"would,omitempty"`
+	// Observe: the sessions that start now are in observe mode. Would
+	// counts observed sessions since start by what enforce mode would
+	// have done ("greylisted", "tarpit (trap)", …).
+	Observe bool             `json:"observe"`
+	Would   map[string]int64 `json:"would,omitempty"`
 }
 
 // Server dispatches connections by class.
@@ -240,6 +242,7 @@ func (s *Server) Stats() Stats {
 		st.Sessions[c.String()] = s.sessions[c].Load()
 		st.Open[c.String()] = s.open[c].Load()
 	}
+	st.Observe = s.dcfg.Load().Observe
 	s.mu.Lock()
 	if len(s.would) > 0 {
 		st.Would = maps.Clone(s.would)

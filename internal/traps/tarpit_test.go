@@ -34,7 +34,7 @@ func TestMiningFromTarpitSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp, err := tarpit.New(tarpit.Config{Hostname: "mx.test", Stutter: time.Millisecond, MaxConns: 10},
-		tarpit.Events{Rcpt: m.TarpitRcpt})
+		tarpit.Events{Rcpt: func(_ tarpit.Conn, client netip.Addr, rcpt string) { m.TarpitRcpt(client, rcpt) }})
 	if err != nil {
 		t.Fatal(err)
 	}
