@@ -69,30 +69,58 @@ func (s *Service) Hosts(class string) ([]HostView, error) {
 		}
 		want = &c
 	}
-	var hosts []store.Host
+	type row struct {
+		p netip.Prefix
+		v HostView
+	}
+	var rows []row
+	listed := map[netip.Addr]bool{}
 	err := s.Eng.Store().Hosts(func(h store.Host) bool {
-		if want == nil || h.Class == *want {
-			hosts = append(hosts, h)
+		if want != nil && h.Class != *want {
+			return true
 		}
+		v := view(h)
+		if h.Prefix.IsSingleIP() {
+			listed[h.Prefix.Addr()] = true
+			v.Held = s.Eng.HeldSeconds(h.Prefix.Addr())
+			if r, ok := s.told(h.Prefix.Addr()); ok {
+				v.Dropped, v.Deferred, v.Refused = r.Dropped, r.Deferred, r.Refused
+			}
+		}
+		rows = append(rows, row{h.Prefix, v})
 		return true
 	})
-	sort.Slice(hosts, func(i, j int) bool {
-		a, b := hosts[i].Prefix, hosts[j].Prefix
+	// The hosts the ledger has a record of but the store has no entry
+	// for (black by the configuration's blacklist, a network entry or a
+	// network list), so that what their listing cost is counted too.
+	if s.Ledger != nil && err == nil {
+		err = s.Ledger.Records(func(a netip.Addr, r ledger.Record) bool {
+			if listed[a] {
+				return true
+			}
+			c, cerr := s.Eng.Classify(a)
+			if cerr != nil || want != nil && c.Class != *want {
+				return true
+			}
+			v := HostView{IP: a.String(), Class: c.Class.String(), Reason: c.Reason, Held: s.Eng.HeldSeconds(a),
+				Dropped: r.Dropped, Deferred: r.Deferred, Refused: r.Refused}
+			if n := len(r.Sessions); n > 0 {
+				v.FirstSeen, v.LastSeen = r.Sessions[0].Start, r.Sessions[n-1].End
+			}
+			rows = append(rows, row{store.HostPrefix(a), v})
+			return true
+		})
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		a, b := rows[i].p, rows[j].p
 		if a.Addr() != b.Addr() {
 			return a.Addr().Less(b.Addr())
 		}
 		return a.Bits() < b.Bits()
 	})
 	var out []HostView
-	for _, h := range hosts {
-		v := view(h)
-		if h.Prefix.IsSingleIP() {
-			v.Held = s.Eng.HeldSeconds(h.Prefix.Addr())
-			if r, ok := s.told(h.Prefix.Addr()); ok {
-				v.Dropped, v.Deferred, v.Refused = r.Dropped, r.Deferred, r.Refused
-			}
-		}
-		out = append(out, v)
+	for _, r := range rows {
+		out = append(out, r.v)
 	}
 	return out, err
 }

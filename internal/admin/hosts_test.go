@@ -289,4 +289,28 @@ func TestHostsShowWhatTheyWereTold(t *testing.T) {
 	if _, err := f.svc.HostHistory("198.51.100.99"); err != nil {
 		t.Errorf("a host with only a ledger record: %v", err)
 	}
+	// And listed, with its class as classify has it (a config blacklist
+	// entry has no store entry), counted once.
+	all, err := f.svc.Hosts("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, h := range all {
+		if h.IP == "198.51.100.99" {
+			n++
+			if h.Class != "grey" || h.Dropped != 1 {
+				t.Errorf("ledger-only host listed as %+v", h)
+			}
+		}
+		if h.IP == "192.0.2.10" && h.Deferred != 2 {
+			t.Errorf("192.0.2.10 listed as %+v", h)
+		}
+	}
+	if n != 1 {
+		t.Errorf("the ledger-only host is listed %d times, want once", n)
+	}
+	if bl, _ := f.svc.Hosts("black"); len(bl) != len(hs) {
+		t.Errorf("hosts --class black: %d hosts, want the %d black ones", len(bl), len(hs))
+	}
 }

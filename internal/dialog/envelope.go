@@ -185,14 +185,14 @@ func (s *session) black(err error, look string, inMail bool, src store.Source, t
 func (s *session) handOver(inMail bool, look string, pending []byte, src store.Source, told string) tarpit.Start {
 	st := tarpit.Start{Greeted: true, Helo: s.helo != "", InMail: inMail, Reply: look, Pending: pending, Source: src}
 	if s.tx != nil {
-		st.UTF8, st.Rcpts = s.tx.params.SMTPUTF8, s.tx.count
-		st.Sender = s.tx.from
+		st.UTF8, st.Sender = s.tx.params.SMTPUTF8, s.tx.from
 		for _, rc := range s.tx.rcpts {
 			st.Recipients = append(st.Recipients, rc.addr)
 		}
 		if told != "" {
 			st.Recipients = append(st.Recipients, told)
 		}
+		st.Rcpts = len(st.Recipients)
 	}
 	return st
 }

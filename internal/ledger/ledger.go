@@ -147,6 +147,19 @@ func (l *Ledger) Of(client netip.Addr) (Record, bool, error) {
 	return l.get(client.Unmap().String())
 }
 
+// Records calls fn for every host with a record until fn returns false.
+// A damaged record is passed over.
+func (l *Ledger) Records(fn func(client netip.Addr, r Record) bool) error {
+	return l.st.Scan(kind, func(k string, b []byte) bool {
+		a, err := netip.ParseAddr(k)
+		var r Record
+		if err != nil || json.Unmarshal(b, &r) != nil {
+			return true
+		}
+		return fn(a, r)
+	})
+}
+
 func (l *Ledger) get(key string) (Record, bool, error) {
 	var r Record
 	b, ok, err := l.st.Get(kind, key)

@@ -153,11 +153,15 @@ type Events struct {
 
 // Start describes where in the SMTP dialog a connection enters the tarpit.
 type Start struct {
-	Greeted bool   // the client already got a banner, or its first line (a session moved here from the grey dialog)
-	Helo    bool   // EHLO or HELO was answered, so MAIL may follow
-	InMail  bool   // a MAIL was already accepted, so RCPT/DATA may follow
-	UTF8    bool   // that MAIL declared SMTPUTF8
-	Rcpts   int    // RCPT commands in the transaction so far
+	Greeted bool // the client already got a banner, or its first line (a session moved here from the grey dialog)
+	Helo    bool // EHLO or HELO was answered, so MAIL may follow
+	InMail  bool // a MAIL was already accepted, so RCPT/DATA may follow
+	UTF8    bool // that MAIL declared SMTPUTF8
+	// Rcpts are the recipients of the transaction the client was told
+	// 250 for: a DATA needs one, as in the grey dialog. max_rcpts counts
+	// on from there (deferred recipients before the move are not counted:
+	// a bot may name that many more, which costs it time, not us).
+	Rcpts   int
 	Reply   string // a reply (with CRLF) to stutter out first, e.g. the answer to the RCPT that hit a trap; "" for none
 	Pending []byte // client bytes already read but not yet answered; processed as if they had just arrived. Hold takes ownership.
 	// Source is why the host is black: it picks the reply at the end of
