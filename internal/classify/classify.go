@@ -20,6 +20,7 @@ import (
 	"moat/internal/clock"
 	"moat/internal/greylist"
 	"moat/internal/reputation"
+	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/traps"
 )
@@ -428,6 +429,17 @@ func (e *Engine) EarlyTalker(client netip.Addr, reason string) error {
 func (e *Engine) Smuggler(client netip.Addr, what string) error {
 	_, _, err := e.setHost(store.HostPrefix(client), store.Black, store.SourceSmuggling, "smuggling: "+what, e.cfg().BlackTTL, true)
 	return err
+}
+
+// Relay blacklists a host that made a relay attempt (RelayAttempt) by
+// naming rcpt, as the client wrote it, unless stronger evidence stands
+// (precedence.go: an operator's entry does).
+func (e *Engine) Relay(client netip.Addr, rcpt string) error {
+	reason := "relay attempt"
+	if n, err := smtp.Normalize(rcpt); err == nil {
+		reason += " to " + smtp.Domain(n)
+	}
+	return e.Blacklist(client, store.SourceRelay, reason)
 }
 
 // Blacklist makes a host black for the black_ttl, for the given source and

@@ -74,6 +74,17 @@ func Proves(s store.Source) bool {
 	return false
 }
 
+// RelayAttempt reports whether a host black by src that names a recipient
+// at domain (as the client wrote it) to what it takes for an open relay
+// proves itself a bot: no mail server sends mail for another domain to our
+// MX. ours says which domains are ours; nil means moat does not know, and
+// nothing is a relay attempt. A host already proven needs no more proof; a
+// recipient with no domain or at a domain literal is never counted, since
+// moat cannot tell whether it is ours.
+func RelayAttempt(src store.Source, domain string, ours func(string) bool) bool {
+	return ours != nil && !Proves(src) && domain != "" && domain[0] != '[' && !ours(domain)
+}
+
 // SourceOf returns h's source. Entries written before sources were kept
 // have none: theirs is read from the reason moat wrote then (moat's own
 // words, at the start of the reason, never a sender's) and from their

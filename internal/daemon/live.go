@@ -126,6 +126,7 @@ func (d *Daemon) dialogConfig(cfg *config.Config, tlsCfg *tls.Config) *dialog.Co
 		BackendTLS:      backendTLS(cfg.Backend),
 		Hooks:           d.hooks,
 		Observe:         cfg.Mode == "observe",
+		Ours:            d.ours,
 	}
 }
 

@@ -76,6 +76,10 @@ type Config struct {
 	// Observe: mode = "observe". Nothing is deferred, refused or held
 	// for policy; Result.Would says what enforce mode would have done.
 	Observe bool
+	// Ours says which domains are ours (traps.domains); nil: unknown. In
+	// observe mode a host enforce mode would hold in the tarpit that
+	// names another domain makes a relay attempt, as it would there.
+	Ours func(domain string) bool
 }
 
 // Hooks let other parts of moat learn from sessions. Nil funcs are skipped;
@@ -230,7 +234,7 @@ var over = answer{end: true}
 
 // Serve runs a grey session on conn until it ends or moves to the tarpit.
 // conn is closed on return unless Result.Tarpitted is set.
-func Serve(ctx context.Context, conn net.Conn, peer Peer, cfg *Config, eng *classify.Engine, tp Tarpit, be Backend) Result {
+func Serve(ctx context.Context, conn net.Conn, peer Peer, cfg *Config, eng *classify.Engine, tp Tarpit, be Backend) (res Result) {
 	s := &session{ctx: ctx, cfg: cfg, words: cfg.Words, eng: eng, tp: tp, be: be, client: peer.Client, peer: peer, raw: conn, conn: conn}
 	s.in = &clientReader{c: conn}
 	s.r = smtp.NewReader(s.in)
@@ -240,6 +244,8 @@ func Serve(ctx context.Context, conn net.Conn, peer Peer, cfg *Config, eng *clas
 		if !s.res.Tarpitted {
 			conn.Close()
 		}
+		// The result as it is now, the bytes read included.
+		res = s.res
 	}()
 	if v := peer.Verdict; v.Class == store.Black {
 		// Only in observe mode does a black host get here.

@@ -152,11 +152,24 @@ func (s *session) rcpt(arg string) answer {
 		}
 	}
 	// Observe mode: whatever the policy said, the backend decides.
+	s.observeRelay(addr)
 	if !s.attached {
 		s.res.HandedOff = true
 		s.happened(Passed, "observe mode")
 	}
 	return s.backendRcpt(rc)
+}
+
+// observeRelay applies, in observe mode, the rule the tarpit applies to
+// the recipients of a host it holds: a relay attempt proves a bot
+// (classify.RelayAttempt). The host is blacklisted for it as it would be
+// there, and the session would have ended with the relay's reply.
+func (s *session) observeRelay(addr string) {
+	if !s.res.WouldVerdict.Black() || !classify.RelayAttempt(s.res.WouldSource, smtp.Domain(addr), s.cfg.Ours) {
+		return
+	}
+	s.res.WouldSource = store.SourceRelay
+	s.note("not stored", s.eng.Relay(s.client, addr))
 }
 
 // blackVerdict is the verdict of a decision that makes the session the

@@ -20,7 +20,6 @@ import (
 	"moat/internal/dialog"
 	"moat/internal/ledger"
 	"moat/internal/relay"
-	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/tarpit"
 )
@@ -179,12 +178,8 @@ func (s *Server) tarpitTold(c tarpit.Conn, _ netip.Addr, f tarpit.Final) {
 // proof that it is a bot, weighed by classify (an operator's entry
 // stands). The store write happens elsewhere: the tarpit holds a lock.
 func (s *Server) tarpitRelay(_ tarpit.Conn, client netip.Addr, rcpt string) {
-	reason := "relay attempt"
-	if n, err := smtp.Normalize(rcpt); err == nil {
-		reason += " to " + smtp.Domain(n)
-	}
 	go func() {
-		if err := s.eng.Blacklist(client, store.SourceRelay, reason); err != nil {
+		if err := s.eng.Relay(client, rcpt); err != nil {
 			s.storeErrors.Add(1)
 		}
 	}()

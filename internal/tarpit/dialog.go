@@ -302,20 +302,13 @@ func (s *session) fault(reply string) {
 	s.out = reply
 }
 
-// relay notes a recipient at a domain that is not ours. Asking an open
-// relay to relay proves a bot: no mail server sends mail for another
-// domain to our MX. From a host black for a weaker reason it changes this
-// session's last reply to the relay's, and the Relay event lets classify
-// weigh it for the host (precedence applies: an operator's entry stands).
-// A domain literal or a recipient with no domain is never counted: moat
-// cannot tell whether it is ours.
+// relay notes a relay attempt (classify.RelayAttempt). From a host black
+// for a weaker reason it changes this session's last reply to the relay's,
+// and the Relay event lets classify weigh it for the host (precedence
+// applies: an operator's entry stands).
 func (s *session) relay(addr string) {
 	t := s.t
-	if t.limits().Ours == nil || classify.Proves(s.source) {
-		return
-	}
-	d := smtp.Domain(addr)
-	if d == "" || d[0] == '[' || t.limits().Ours(d) {
+	if !classify.RelayAttempt(s.source, smtp.Domain(addr), t.limits().Ours) {
 		return
 	}
 	s.source = store.SourceRelay

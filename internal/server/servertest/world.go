@@ -109,6 +109,9 @@ func Start(t testing.TB, wc Config) *World {
 		TLS:            wc.TLS, BackendTLS: wc.BackendTLS,
 		Observe: wc.Observe,
 	}
+	if len(wc.Domains) > 0 {
+		w.Dialog.Ours = func(d string) bool { return slices.Contains(wc.Domains, strings.ToLower(strings.TrimSuffix(d, "."))) }
+	}
 	w.Log = &LogBuffer{}
 	var out io.Writer = w.Log
 	if testing.Verbose() {
@@ -123,12 +126,8 @@ func Start(t testing.TB, wc Config) *World {
 		t.Fatal(err)
 	}
 	w.Srv.SetLedger(w.Ledger)
-	var ours func(string) bool
-	if len(wc.Domains) > 0 {
-		ours = func(d string) bool { return slices.Contains(wc.Domains, strings.ToLower(strings.TrimSuffix(d, "."))) }
-	}
 	w.Tarpit, err = tarpit.New(tarpit.Config{Words: w.Words, Stutter: cmp.Or(wc.Stutter, time.Millisecond), MaxConns: tarpitMax,
-		MaxErrors: w.Dialog.MaxErrors, MaxCommands: w.Dialog.MaxCommands, MaxRcpts: w.Dialog.MaxRcpts, Ours: ours},
+		MaxErrors: w.Dialog.MaxErrors, MaxCommands: w.Dialog.MaxCommands, MaxRcpts: w.Dialog.MaxRcpts, Ours: w.Dialog.Ours},
 		w.Srv.TarpitEvents())
 	if err != nil {
 		t.Fatal(err)
