@@ -4,9 +4,11 @@
 // It owns the tarpit dialog (it answers like a Postfix that relays for
 // anyone, in the grey dialog's words and limits, shared through
 // internal/smtp: a bot that compares hears the same from a grey session and
-// a held one, only slower), the stutter (every byte of every reply, banner
-// included, goes out one byte per Stutter) and the bookkeeping of held
-// connections. It must never deliver, store or forward anything a client
+// a held one, only slower), its last word on a message (by why the host is
+// black: a proven bot is told its message was queued, a host listed for a
+// weaker reason to try again later, so a mistake costs a delay, never a
+// message), the stutter (every byte of every reply, banner included, goes
+// out one byte per Stutter) and the bookkeeping of held connections. It must never deliver, store or forward anything a client
 // sends: there is no code path from here to the backend, the tarpit never
 // dials out, and DATA content is discarded as it arrives.
 //
