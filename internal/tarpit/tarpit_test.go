@@ -502,41 +502,27 @@ type doneEvent struct {
 func (e *events) funcs() Events {
 	e.done = make(chan doneEvent, 4096)
 	e.conns = map[Conn]bool{}
-	note := func(c Conn, a netip.Addr) {
+	// note records one event of connection c for client a under the lock.
+	note := func(c Conn, a netip.Addr, add func()) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
 		e.conns[c] = true
 		e.addrs = append(e.addrs, a)
+		add()
+	}
+	into := func(list *[]string) func(Conn, netip.Addr, string) {
+		return func(c Conn, a netip.Addr, s string) { note(c, a, func() { *list = append(*list, s) }) }
 	}
 	return Events{
 		Held: func(c Conn, a netip.Addr, st Start) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			note(c, a)
 			st.Pending = nil
-			e.held = append(e.held, st)
+			note(c, a, func() { e.held = append(e.held, st) })
 		},
-		Mail: func(c Conn, a netip.Addr, s string) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			note(c, a)
-			e.mail = append(e.mail, s)
-		},
-		Rcpt: func(c Conn, a netip.Addr, r string) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			note(c, a)
-			e.rcpt = append(e.rcpt, r)
-		},
-		Relay: func(c Conn, a netip.Addr, r string) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			note(c, a)
-			e.relay = append(e.relay, r)
-		},
+		Mail:  into(&e.mail),
+		Rcpt:  into(&e.rcpt),
+		Relay: into(&e.relay),
 		Told: func(c Conn, a netip.Addr, f Final) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			note(c, a)
-			e.told = append(e.told, f)
+			note(c, a, func() { e.told = append(e.told, f) })
 		},
 		Done: func(c Conn, a netip.Addr, held time.Duration, n int64, msgs int) {
 			e.done <- doneEvent{c, a, held, n, msgs}
