@@ -171,7 +171,7 @@ stutter = "2ms"
 // Observe mode, with real Postfix on both sides: a first-time sender is
 // delivered at once and its session's log line says enforce mode would
 // have greylisted it; a trap hitter's message is delivered and the host is
-// recorded black. After the switch to enforce mode (a restart), the
+// recorded black. After the switch to enforce mode (a reload), the
 // trapped host is tarpitted.
 func TestObserveMode(t *testing.T) {
 	b := StartBackend(t, true, alice, "trap@example.test")
@@ -224,11 +224,14 @@ stutter = "2ms"
 		t.Errorf("status: mode %q, would %v; want observe with the greylisted and trapped sessions counted", st.Mode, st.Would)
 	}
 
-	// Enforce: what was learnt stays; the trapped host meets the tarpit.
+	// Enforce, by a reload: what was learnt stays; the trapped host
+	// meets the tarpit.
 	if err := os.WriteFile(m.Config, []byte(strings.Replace(readFile(t, m.Config), `mode = "observe"`, `mode = "enforce"`, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m.Restart(t)
+	if out := m.CLI(t, "reload"); !strings.Contains(out, "mode") {
+		t.Errorf("moat reload does not say it applied mode: %q", out)
+	}
 	before := len(b.Messages("trap@example.test"))
 	bot.Send(t, "bot@spam.test", "trap@example.test", "enforced spam", "buy now")
 	bot.WaitLog(t, `status=sent .*250 2\.0\.0 Ok: queued as`, 60*time.Second)
