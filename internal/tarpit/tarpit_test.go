@@ -872,3 +872,30 @@ func TestRelayAttempt(t *testing.T) {
 		})
 	}
 }
+
+// A reload's final replies apply to the messages that end after it, in
+// connections already held.
+func TestSetLimitsFinals(t *testing.T) {
+	r := newRig(t, Config{}, Events{}, "fd", func() Start { return Start{Source: store.SourceDNSBL} })
+	c := r.dial(t)
+	runScript(t, c, []step{
+		{"", banner},
+		{"HELO mta.example\r\n", "250 " + testHost + "\r\n"},
+		{"MAIL FROM:<a@mta.example>\r\n", "250 2.1.0 Ok\r\n"},
+		{"RCPT TO:<alice@example.test>\r\n", "250 2.1.5 Ok\r\n"},
+		{"DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n"},
+		{"x\r\n.\r\n", ReplyDeferred},
+	})
+	if err := r.tp.SetLimits(Config{Stutter: testStutter, Finals: map[store.Source]Final{store.SourceDNSBL: Reject}}); err != nil {
+		t.Fatal(err)
+	}
+	runScript(t, c, []step{
+		{"MAIL FROM:<a@mta.example>\r\n", "250 2.1.0 Ok\r\n"},
+		{"RCPT TO:<alice@example.test>\r\n", "250 2.1.5 Ok\r\n"},
+		{"DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n"},
+		{"x\r\n.\r\n", ReplyRefused},
+	})
+	if err := r.tp.SetLimits(Config{Finals: map[store.Source]Final{store.SourceDNSBL: 7}}); err == nil {
+		t.Error("SetLimits took a final reply that is none of Accept, Defer, Reject")
+	}
+}
