@@ -144,11 +144,9 @@ func (s *session) rcpt(arg string) answer {
 			if s.enforce(TempFail, store.SourceUnknown, err.Error()) {
 				return reply(replyTempFail)
 			}
-		} else {
+		} else if s.enforce(Greylisted, store.SourceUnknown, d.Reason) {
 			s.res.Deferred++
-			if s.enforce(Greylisted, store.SourceUnknown, d.Reason) {
-				return reply(smtp.ReplyGreylisted)
-			}
+			return reply(smtp.ReplyGreylisted)
 		}
 	}
 	// Observe mode: whatever the policy said, the backend decides.
