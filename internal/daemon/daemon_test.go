@@ -18,6 +18,7 @@ import (
 	"moat/internal/classify"
 	"moat/internal/clock"
 	"moat/internal/config"
+	"moat/internal/server/servertest"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 	"moat/internal/tarpit"
@@ -120,7 +121,7 @@ greet_delay = "10ms"
 [reputation]
 dns_servers = ["127.0.0.1:9"]
 `, freeAddr(t), freeAddr(t)))
-	var logBuf syncBuffer
+	var logBuf servertest.LogBuffer
 	d, err := New(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ dns_servers = ["127.0.0.1:9"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logBuf syncBuffer
+	var logBuf servertest.LogBuffer
 	d, err := New(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
 	if err != nil {
 		t.Fatalf("New with Redis down: %v; want moat to start", err)

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -93,7 +92,7 @@ func TestReloadKeepsEverySession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logBuf syncBuffer
+	var logBuf servertest.LogBuffer
 	logs := slog.New(slog.NewTextHandler(&logBuf, nil))
 	lv := new(slog.LevelVar)
 	d, err := New(cfg, logs)
@@ -300,27 +299,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// syncBuffer is a log destination the test reads while the daemon writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitLog waits until ok holds: the daemon logs and reloads on its own
 // goroutines.
-func waitLog(t *testing.T, logs *syncBuffer, what string, ok func() bool) {
+func waitLog(t *testing.T, logs *servertest.LogBuffer, what string, ok func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -192,7 +192,8 @@ func SelfSigned(t testing.TB, name string) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{tlstest.Cert(t, name, time.Now().Add(time.Hour))}}
 }
 
-// LogBuffer collects log lines; safe for concurrent use.
+// LogBuffer collects log lines, for a test to read while a server or
+// daemon writes them; safe for concurrent use.
 type LogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -202,6 +203,13 @@ func (b *LogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // Records returns the JSON log records written so far, decoded.
