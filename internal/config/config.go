@@ -70,6 +70,9 @@ type Greylist struct {
 	WhiteTTL    Duration `toml:"white_ttl"`
 	IPv4Prefix  int      `toml:"ipv4_prefix"`
 	IPv6Prefix  int      `toml:"ipv6_prefix"`
+	// PassOnNextRetry: the qualifying retry is deferred once more and the
+	// triplet passes at its next attempt (spamd's behaviour).
+	PassOnNextRetry bool `toml:"pass_on_next_retry"`
 }
 
 // Tarpit is the [tarpit] table.

@@ -66,6 +66,8 @@ func greylistConfig(cfg *config.Config) greylist.Config {
 		PassTTL:     cfg.Greylist.WhiteTTL.Duration,
 		IPv4Prefix:  cfg.Greylist.IPv4Prefix,
 		IPv6Prefix:  cfg.Greylist.IPv6Prefix,
+
+		PassOnNextRetry: cfg.Greylist.PassOnNextRetry,
 	}
 }
 
