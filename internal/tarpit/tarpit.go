@@ -272,31 +272,14 @@ func (t *Tarpit) now() int64 { return int64(time.Since(t.base)) }
 func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
 	now := t.now()
 	s := &session{
-		t:       t,
-		conn:    conn,
-		client:  client,
-		fd:      -1,
-		start:   now,
-		idle:    now,
-		rcpts:   uint16(min(max(st.Rcpts, 0), math.MaxUint16)),
-		pending: st.Pending,
+		t:      t,
+		conn:   conn,
+		client: client,
+		fd:     -1,
+		start:  now,
+		idle:   now,
 	}
-	switch {
-	case st.InMail && st.UTF8:
-		s.stage = stageMailUTF8
-	case st.InMail:
-		s.stage = stageMail
-	case st.Helo:
-		s.stage = stageHelo
-	}
-	s.out = st.Reply
-	if !st.Greeted {
-		s.out = t.words.Banner() + st.Reply
-	}
-	if len(s.out) > math.MaxUint16 {
-		// Replies are short; the write offset is 16 bits.
-		s.out = s.out[:math.MaxUint16]
-	}
+	s.begin(st)
 	if fd, ok := t.poll.fdOf(conn); ok {
 		s.fd = fd
 	} else {
@@ -321,6 +304,29 @@ func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
 	}
 	s.settle(now)
 	return true
+}
+
+// begin puts a new session where st says the dialog stands, owing its
+// client what st says it is owed first.
+func (s *session) begin(st Start) {
+	s.rcpts = uint16(min(max(st.Rcpts, 0), math.MaxUint16))
+	s.pending = st.Pending
+	switch {
+	case st.InMail && st.UTF8:
+		s.stage = stageMailUTF8
+	case st.InMail:
+		s.stage = stageMail
+	case st.Helo:
+		s.stage = stageHelo
+	}
+	s.out = st.Reply
+	if !st.Greeted {
+		s.out = s.t.words.Banner() + st.Reply
+	}
+	if len(s.out) > math.MaxUint16 {
+		// Replies are short; the write offset is 16 bits.
+		s.out = s.out[:math.MaxUint16]
+	}
 }
 
 // register adds s to the held set, unless the tarpit is full or closed.

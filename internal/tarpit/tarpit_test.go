@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"moat/internal/smtp"
 )
 
 const (
@@ -720,5 +722,45 @@ func TestSetLimits(t *testing.T) {
 				t.Error("SetLimits with a negative MaxConns: no error")
 			}
 		})
+	}
+}
+
+// TestReplay: the cost of a session is the bytes of the tarpit's own
+// replies to it, banner included, at one byte per stutter.
+func TestReplay(t *testing.T) {
+	cfg := Config{Hostname: "mx.example", Stutter: time.Second}
+	script := "EHLO bot\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nSubject: x\r\n\r\nbuy\r\n.\r\nQUIT\r\n"
+	c, err := Replay(cfg, Start{}, []byte(script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := newTarpit(cfg, Events{})
+	want := len(tp.words.Banner()) + len(tp.words.Offer().EHLO(false)) + len(smtp.ReplyMailOK) + len(smtp.ReplyRcptOK) +
+		len(smtp.ReplyData) + len(queuedPrefix) + queueIDLen + 2 + len(smtp.ReplyBye)
+	if c.Bytes != want || c.Time != time.Duration(want)*time.Second || c.Messages != 1 {
+		t.Errorf("Replay = %+v, want %d bytes, %ds, 1 message", c, want, want)
+	}
+	// A session moved here mid-dialog owes only its reply, then the rest.
+	c, _ = Replay(cfg, Start{Greeted: true, InMail: true, Reply: smtp.ReplyRcptOK}, []byte("QUIT\r\n"))
+	if c.Bytes != len(smtp.ReplyRcptOK)+len(smtp.ReplyBye) {
+		t.Errorf("greeted Replay = %d bytes, want %d", c.Bytes, len(smtp.ReplyRcptOK)+len(smtp.ReplyBye))
+	}
+	// MaxDuration bounds the time.
+	cfg.MaxDuration = time.Minute
+	if c, _ := Replay(cfg, Start{}, []byte(script)); c.Time != time.Minute {
+		t.Errorf("Replay time = %s, want the 1m cap", c.Time)
+	}
+}
+
+// TestReplayCut: a message whose "queued" reply would come after
+// MaxDuration is not one the client believes it sent.
+func TestReplayCut(t *testing.T) {
+	cfg := Config{Hostname: "mx.example", Stutter: time.Second, MaxDuration: 100 * time.Second}
+	c, err := Replay(cfg, Start{}, []byte("EHLO bot\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Messages != 0 || c.Time != 100*time.Second {
+		t.Errorf("Replay = %+v, want no message and the 100s cap", c)
 	}
 }
