@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"blitiri.com.ar/go/spf"
+
 	"moat/internal/admin"
 	"moat/internal/classify"
 	"moat/internal/clock"

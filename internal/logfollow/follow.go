@@ -1,9 +1,10 @@
 // Package logfollow reads what the mail system's programs write to their
 // logs: it follows a log file through rotation, keeping its place in the
 // store, and it reads the fixed part of each line — the syslog or
-// maillog_file header, the program's tag, Postfix's reject records — so
-// that the packages that weigh the lines (traps, reputation) never search
-// one.
+// maillog_file header, the program's tag, Postfix's reject records and the
+// records that trace a session and its queued messages — so that the
+// packages that weigh the lines (traps, reputation, the simulator's log
+// replay) never search one.
 //
 // A log line mixes what a program wrote with what a client sent: a
 // Message-ID, a HELO name, an envelope address. Anything after the first

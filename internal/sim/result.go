@@ -150,19 +150,8 @@ func (r *Result) message(rn *runner, m *message) {
 		}
 		return
 	}
-	for _, s := range []*LegitStats{&r.Legit, r.LegitBy[rn.m.Legit[m.Type].Name]} {
-		s.Messages++
-		if m.lost {
-			s.Lost++
-			continue
-		}
-		s.Delivered++
-		d := m.delivered.Sub(m.At)
-		if d > 0 {
-			s.Delayed++
-		}
-		s.delays = append(s.delays, d)
-	}
+	r.Legit.add(m)
+	r.LegitBy[rn.m.Legit[m.Type].Name].add(m)
 }
 
 // finish computes the shares and quantiles.
@@ -174,11 +163,7 @@ func (r *Result) finish(p *Player, elapsed time.Duration) {
 		}
 	}
 	for _, l := range append([]*LegitStats{&r.Legit}, values(r.LegitBy)...) {
-		slices.Sort(l.delays)
-		l.P50, l.P90, l.P99 = quantile(l.delays, 0.5), quantile(l.delays, 0.9), quantile(l.delays, 0.99)
-		if n := len(l.delays); n > 0 {
-			l.Max = Seconds(l.delays[n-1])
-		}
+		l.finish()
 	}
 	t := &r.Tarpit
 	t.Full, t.Peak = p.Full, p.Peak
@@ -187,6 +172,15 @@ func (r *Result) finish(p *Player, elapsed time.Duration) {
 	}
 	if c, err := tarpit.Replay(p.Tarpit, tarpit.Start{}, script(true, true, []string{"r"})); err == nil {
 		t.Single = Seconds(c.Time)
+	}
+}
+
+// finish sorts the delays and takes their quantiles.
+func (l *LegitStats) finish() {
+	slices.Sort(l.delays)
+	l.P50, l.P90, l.P99 = quantile(l.delays, 0.5), quantile(l.delays, 0.9), quantile(l.delays, 0.99)
+	if n := len(l.delays); n > 0 {
+		l.Max = Seconds(l.delays[n-1])
 	}
 }
 

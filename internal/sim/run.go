@@ -95,7 +95,8 @@ type message struct {
 	*Message
 	rng       *rand.Rand
 	pending   []string
-	host      int
+	client    netip.Addr // where the next attempt comes from
+	host      int        // its index in the pool
 	retries   int
 	nets      []int         // networks tried, for new-network
 	queue     time.Duration // the sender's queue-run phase
@@ -162,6 +163,7 @@ func (r *runner) start(msg *Message) *message {
 		m.queue = time.Duration(m.rng.Int64N(int64(q)))
 	}
 	m.nets = []int{network(r.pool(m), m.host)}
+	m.client = addr(m.Kind, m.Type, r.pool(m), m.host)
 	return m
 }
 
@@ -182,7 +184,7 @@ func (r *runner) pool(m *message) Pool {
 // attempt plays one connection of m at m.last and schedules its retry.
 func (r *runner) attempt(m *message) {
 	r.clk.Set(m.last)
-	a := Attempt{Client: addr(m.Kind, m.Type, r.pool(m), m.host), Sender: m.Sender, Rcpts: m.pending}
+	a := Attempt{Client: m.client, Sender: m.Sender, Rcpts: m.pending}
 	if m.Kind == Spam {
 		b := r.m.Bots[m.Type]
 		a.EarlyTalk, a.Patience = b.EarlyTalk, b.Patience.Duration
@@ -212,6 +214,7 @@ func (r *runner) attempt(m *message) {
 	m.retries++
 	m.last = next
 	r.retryFrom(m)
+	m.client = addr(m.Kind, m.Type, r.pool(m), m.host)
 	heap.Push(&r.queue, m)
 }
 

@@ -20,7 +20,7 @@ type Attempt struct {
 	Client    netip.Addr
 	EarlyTalk bool          // writes before the banner
 	Sender    string        // normalised; "" for <>
-	Rcpts     []string      // normalised
+	Rcpts     []string      // normalised; none: it leaves before MAIL
 	Patience  time.Duration // how long it stays in the tarpit at most; 0: as long as it is kept
 }
 
@@ -101,6 +101,10 @@ func (p *Player) Play(a Attempt) Outcome {
 		o.verdict("early-talker", fmt.Sprintf("sent %d bytes before the banner", len(ehloLine)))
 		p.Eng.EarlyTalker(a.Client, "early talker: "+o.Reason)
 		p.hold(&o, a, tarpit.Start{Pending: []byte(ehloLine)}, script(false, true, a.Rcpts), a.Rcpts)
+		return o
+	}
+	if len(a.Rcpts) == 0 {
+		o.verdict("quit", "")
 		return o
 	}
 	d, _ := p.Eng.Mail(a.Client, a.Sender)
