@@ -54,8 +54,12 @@ func (r *Report) WriteJSON(w io.Writer) error {
 
 // WriteTable writes the comparison as a table, one column per policy.
 func (r *Report) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "moat evaluate: model %s, %d days from %s, seed %d: %d legitimate messages, %d bot messages\n\n",
-		r.Model, r.Days, r.Start.Format("2006-01-02"), r.Seed, r.Legit, r.Bots)
+	days := fmt.Sprintf("%d days", r.Days)
+	if r.Days == 1 {
+		days = "1 day"
+	}
+	fmt.Fprintf(w, "moat evaluate: model %s, %s from %s, seed %d: %d legitimate messages, %d bot messages\n\n",
+		r.Model, days, r.Start.Format("2006-01-02"), r.Seed, r.Legit, r.Bots)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(label string, cell func(*Result) string) {
 		cells := []string{label}
