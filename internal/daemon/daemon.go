@@ -121,11 +121,10 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	}
 	d.hooks = dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt, Backend: d.Metrics.Backend}
 	d.tls.Store(tlsCfg != nil)
-	// The grey dialog and the tarpit speak the same words.
-	d.words = smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
+	d.words = NewWords(cfg, tlsCfg != nil)
 	d.Dialog = dialogConfig(cfg, tlsCfg, d.words, d.hooks)
 	d.Server = server.New(serverConfig(cfg), d.Engine, d.Dialer, d.Dialog, log)
-	if d.Tarpit, err = tarpit.New(tarpitConfig(cfg, d.words), tarpit.Events{Done: d.Server.TarpitDone, Rcpt: d.Miner.TarpitRcpt}); err != nil {
+	if d.Tarpit, err = tarpit.New(TarpitConfig(cfg, d.words), tarpit.Events{Done: d.Server.TarpitDone, Rcpt: d.Miner.TarpitRcpt}); err != nil {
 		return nil, err
 	}
 	d.Server.SetTarpit(d.Tarpit)

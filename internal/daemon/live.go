@@ -80,7 +80,17 @@ func serverConfig(cfg *config.Config) server.Config {
 	}
 }
 
-func tarpitConfig(cfg *config.Config, words *smtp.Words) tarpit.Config {
+// NewWords are the words a configuration speaks with: one Words for the
+// grey dialog and the tarpit, so that both speak alike. tls says STARTTLS
+// is offered.
+func NewWords(cfg *config.Config, tls bool) *smtp.Words {
+	return smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tls, int64(cfg.Limits.MaxMessageSize))
+}
+
+// TarpitConfig is the tarpit the [tarpit] table asks for, speaking words,
+// with the grey dialog's limits: the daemon's, and the one the simulator
+// charges bots with.
+func TarpitConfig(cfg *config.Config, words *smtp.Words) tarpit.Config {
 	return tarpit.Config{
 		Words:       words,
 		MaxErrors:   cfg.Limits.MaxErrors,
@@ -169,7 +179,7 @@ func (d *Daemon) Reload() (admin.Reloaded, error) {
 	// The words the dialog and the tarpit share follow the greet delay,
 	// the certificate and the size limit.
 	d.words.Reshape(cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
-	if err := d.Tarpit.SetLimits(tarpitConfig(cfg, d.words)); err != nil {
+	if err := d.Tarpit.SetLimits(TarpitConfig(cfg, d.words)); err != nil {
 		// The configuration was validated: this is a bug, and the
 		// tarpit keeps its limits.
 		d.Log.Error("reload: tarpit limits", "err", err.Error())

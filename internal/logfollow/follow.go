@@ -16,14 +16,17 @@ package logfollow
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"moat/internal/store"
@@ -270,6 +273,31 @@ func (f *Follower) read() {
 
 // ReadLines hands every line of r to fn, without its end of line, as a
 // Follower does; a last line without a newline is handed over too. It
+// ReadFile reads a whole log file once, gzip-compressed when its name ends
+// in .gz (as logrotate leaves the older ones), and calls fn for every
+// line. It returns the number of lines read; an error names the file.
+func ReadFile(path string, fn func(line string)) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	n, err := ReadLines(r, fn)
+	if err != nil {
+		return n, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
+}
+
 // returns the number of lines, overlong ones (skipped) included.
 func ReadLines(r io.Reader, fn func(string)) (int, error) {
 	rd := &reader{line: fn}

@@ -1,9 +1,7 @@
 package sim
 
 import (
-	"compress/gzip"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"slices"
@@ -107,26 +105,12 @@ type stamped struct {
 
 // readLog calls fn for every line of path that has a time stamp.
 func readLog(path string, fn func(time.Time, string)) (int, error) {
-	f, err := os.Open(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return 0, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", path, err)
-		}
-		defer zr.Close()
-		r = zr
 	}
 	mod := fi.ModTime()
-	n, err := logfollow.ReadLines(r, func(line string) {
+	return logfollow.ReadFile(path, func(line string) {
 		t, ok := logfollow.ParseTime(line, mod.Year(), time.Local)
 		if !ok {
 			return
@@ -137,10 +121,6 @@ func readLog(path string, fn func(time.Time, string)) (int, error) {
 		}
 		fn(t, line)
 	})
-	if err != nil {
-		return n, fmt.Errorf("%s: %w", path, err)
-	}
-	return n, nil
 }
 
 // logBuilder puts the records of a log together into sessions.

@@ -171,10 +171,7 @@ func (m *Model) check() error {
 	for i := range m.Legit {
 		s := &m.Legit[i]
 		key := fmt.Sprintf("legit[%d]", i)
-		if err := named(names, key, s.Name); err != nil {
-			return err
-		}
-		if err := s.Pool.check(key); err != nil {
+		if err := checkKind(names, key, s.Name, s.Pool, &s.Schedule); err != nil {
 			return err
 		}
 		if s.MessagesPerDay < 0 || s.Senders < 1 || s.Rcpts < 1 {
@@ -183,17 +180,11 @@ func (m *Model) check() error {
 		if s.Retry == "" {
 			return fmt.Errorf("model: %s.retry (%s): a legitimate sender retries: give its retry rule", key, s.Name)
 		}
-		if err := s.Schedule.check(key); err != nil {
-			return err
-		}
 	}
 	for i := range m.Bots {
 		b := &m.Bots[i]
 		key := fmt.Sprintf("bots[%d]", i)
-		if err := named(names, key, b.Name); err != nil {
-			return err
-		}
-		if err := b.Pool.check(key); err != nil {
+		if err := checkKind(names, key, b.Name, b.Pool, &b.Schedule); err != nil {
 			return err
 		}
 		if b.MessagesPerDay < 0 || b.Rcpts < 1 {
@@ -210,9 +201,6 @@ func (m *Model) check() error {
 		}
 		if b.TrapShare > 0 && len(m.Site.Traps) == 0 {
 			return fmt.Errorf("model: %s.trap_share (%s): site.traps is empty", key, b.Name)
-		}
-		if err := b.Schedule.check(key); err != nil {
-			return err
 		}
 	}
 	if len(m.Legit)+len(m.Bots) == 0 {
@@ -234,6 +222,18 @@ func (m *Model) legit(name string) (*Sender, bool) {
 		}
 	}
 	return nil, false
+}
+
+// checkKind checks what legitimate senders and bots have alike: a name of
+// their own, a pool, a schedule.
+func checkKind(names map[string]bool, key, name string, p Pool, s *Schedule) error {
+	if err := named(names, key, name); err != nil {
+		return err
+	}
+	if err := p.check(key); err != nil {
+		return err
+	}
+	return s.check(key)
 }
 
 func named(seen map[string]bool, key, name string) error {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"moat/internal/clock"
@@ -101,7 +100,7 @@ func (ml *Maillog) replay(m *Model, pol Policy, sched *Schedule) (*LogResult, er
 		return nil, err
 	}
 	p := &Player{Eng: eng, Clock: clk, GreetDelay: cfg.Greylist.GreetDelay.Duration, MaxRcpts: cfg.Limits.MaxRcpts,
-		Tarpit: TarpitConfig(cfg), Mailbox: func(r string) bool { return ml.Delivered[r] || strings.HasPrefix(r, "rcpt-") }}
+		Tarpit: daemon.TarpitConfig(cfg, daemon.NewWords(cfg, false)), Mailbox: func(r string) bool { return ml.Delivered[r] || strings.HasPrefix(r, "rcpt-") }}
 	res := &LogResult{Policy: pol.Name, Verdicts: map[string]int{}}
 	var retries retryHeap
 	n := 0
@@ -264,14 +263,8 @@ func (r *LogReport) WriteTable(w io.Writer) error {
 		r.First.Format("2006-01-02 15:04"), r.Last.Format("2006-01-02 15:04"))
 	fmt.Fprintf(w, "%d sessions from %d hosts; %d legitimate messages, %d called spam by the filters\n", r.Sessions, r.Hosts, r.Legit, r.Spam)
 	fmt.Fprintf(w, "deferred senders are assumed to retry as %s\n\n", r.Retry)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	row := func(label string, cell func(*LogResult) string) {
-		cells := []string{label}
-		for _, res := range r.Results {
-			cells = append(cells, cell(res))
-		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
-	}
+	t := newColumns(w, r.Results)
+	row := t.row
 	row("", func(res *LogResult) string { return res.Policy })
 	row("Sessions greylisted", func(res *LogResult) string { return ratio(res.Greylisted, res.Sessions) })
 	row("Sessions tarpitted", func(res *LogResult) string { return ratio(res.Tarpitted, res.Sessions) })
@@ -283,7 +276,7 @@ func (r *LogReport) WriteTable(w io.Writer) error {
 	row("Retries senders would make", func(res *LogResult) string { return fmt.Sprint(res.Retries) })
 	row("Spam messages still delivered", func(res *LogResult) string { return ratio(res.Spam.Delivered, res.Spam.Messages) })
 	row("Bot-hours in the tarpit", func(res *LogResult) string { return fmt.Sprintf("%.1f", res.BotHours) })
-	if err := tw.Flush(); err != nil {
+	if err := t.tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nTrap candidates (addresses refused as unknown to several hosts, never delivered to): %d\n", len(r.Candidates))

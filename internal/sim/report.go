@@ -60,14 +60,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "moat evaluate: model %s, %s from %s, seed %d: %d legitimate messages, %d bot messages\n\n",
 		r.Model, days, r.Start.Format("2006-01-02"), r.Seed, r.Legit, r.Bots)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	row := func(label string, cell func(*Result) string) {
-		cells := []string{label}
-		for _, res := range r.Results {
-			cells = append(cells, cell(res))
-		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
-	}
+	t := newColumns(w, r.Results)
+	row := t.row
 	row("", func(res *Result) string { return res.Policy })
 	row("Bot sessions stopped before DATA", func(res *Result) string { return pct(res.Bots.StoppedShare) })
 	row("Bot messages delivered", func(res *Result) string { return ratio(res.Bots.Delivered, res.Bots.Messages) })
@@ -93,7 +87,27 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, b := range r.botKinds {
 		row(b, func(res *Result) string { return pct(res.BotsBy[b].StoppedShare) })
 	}
-	return tw.Flush()
+	return t.tw.Flush()
+}
+
+// columns is a table with a row label and one right-aligned column per
+// result.
+type columns[R any] struct {
+	tw      *tabwriter.Writer
+	results []R
+}
+
+func newColumns[R any](w io.Writer, results []R) *columns[R] {
+	return &columns[R]{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight), results: results}
+}
+
+// row writes one row: its label, then cell of every result.
+func (c *columns[R]) row(label string, cell func(R) string) {
+	cells := []string{label}
+	for _, res := range c.results {
+		cells = append(cells, cell(res))
+	}
+	fmt.Fprintln(c.tw, strings.Join(cells, "\t")+"\t")
 }
 
 func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }

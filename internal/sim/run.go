@@ -10,11 +10,9 @@ import (
 	"time"
 
 	"moat/internal/clock"
-	"moat/internal/config"
 	"moat/internal/daemon"
 	"moat/internal/reputation"
 	"moat/internal/store/bolt"
-	"moat/internal/tarpit"
 )
 
 // Options tune a run.
@@ -125,7 +123,7 @@ func runPolicy(tr *Trace, pol Policy, opt Options, done *atomic.Int64) (*Result,
 			Clock:      clk,
 			GreetDelay: cfg.Greylist.GreetDelay.Duration,
 			MaxRcpts:   cfg.Limits.MaxRcpts,
-			Tarpit:     TarpitConfig(cfg),
+			Tarpit:     daemon.TarpitConfig(cfg, daemon.NewWords(cfg, false)),
 			Mailbox:    tr.Model.isMailbox,
 		}}
 	msgs := tr.Messages
@@ -142,18 +140,6 @@ func runPolicy(tr *Trace, pol Policy, opt Options, done *atomic.Int64) (*Result,
 	}
 	r.res.finish(r.player, time.Since(began))
 	return r.res, nil
-}
-
-// TarpitConfig is the tarpit a configuration sets up.
-func TarpitConfig(cfg *config.Config) tarpit.Config {
-	return tarpit.Config{
-		Hostname:    cfg.Hostname,
-		Stutter:     cfg.Tarpit.Stutter.Duration,
-		MaxConns:    cfg.Tarpit.MaxConns,
-		MaxBytes:    int64(cfg.Tarpit.MaxBytes),
-		MaxDuration: cfg.Tarpit.MaxDuration.Duration,
-		IdleTimeout: cfg.Tarpit.IdleTimeout.Duration,
-	}
 }
 
 func (r *runner) start(msg *Message) *message {

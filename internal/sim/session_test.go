@@ -35,7 +35,7 @@ func newPlayer(t *testing.T, edit func(*config.Config)) (*Player, *clock.Fake) {
 		t.Fatal(err)
 	}
 	return &Player{Eng: eng, Clock: clk, GreetDelay: cfg.Greylist.GreetDelay.Duration, MaxRcpts: cfg.Limits.MaxRcpts,
-		Tarpit: TarpitConfig(cfg), Mailbox: DefaultModel().isMailbox}, clk
+		Tarpit: daemon.TarpitConfig(cfg, daemon.NewWords(cfg, false)), Mailbox: DefaultModel().isMailbox}, clk
 }
 
 var (

@@ -223,7 +223,7 @@ backend_proxy_protocol = "none"
 data_dir = %q
 [greylist]
 greet_delay = "300ms"
-min_retry = "2s"
+min_retry = "4s"
 retry_window = "1h"
 [tarpit]
 stutter = "1ms"
@@ -268,7 +268,7 @@ dns_servers = ["127.0.0.1:9"]
 		{0, Attempt{Client: b, Sender: "x@bot.test", Rcpts: []string{"user1@moat.test"}}},
 		{0, Attempt{Client: a, Sender: "alice@sender.test", Rcpts: []string{"user1@moat.test", "user2@moat.test"}}},
 		{0, Attempt{Client: e, Sender: "eve@other.test", Rcpts: []string{"nobody@moat.test", "user5@moat.test"}}},
-		{3 * time.Second, Attempt{Client: a, Sender: "alice@sender.test", Rcpts: []string{"user1@moat.test", "user2@moat.test"}}},
+		{5 * time.Second, Attempt{Client: a, Sender: "alice@sender.test", Rcpts: []string{"user1@moat.test", "user2@moat.test"}}},
 		{0, Attempt{Client: e, Sender: "eve@other.test", Rcpts: []string{"nobody@moat.test", "user5@moat.test"}}},
 		{0, Attempt{Client: a, Sender: "alice@sender.test", Rcpts: []string{"user7@moat.test"}}},
 		{0, Attempt{Client: c, Sender: "y@bot.test", Rcpts: []string{"user3@moat.test"}}},
@@ -300,7 +300,7 @@ dns_servers = ["127.0.0.1:9"]
 		t.Fatal(err)
 	}
 	p := &Player{Eng: eng, Clock: clk, GreetDelay: cfg.Greylist.GreetDelay.Duration, MaxRcpts: cfg.Limits.MaxRcpts,
-		Tarpit: TarpitConfig(cfg), Mailbox: backendTakes}
+		Tarpit: daemon.TarpitConfig(cfg, daemon.NewWords(cfg, false)), Mailbox: backendTakes}
 	var delivered []string
 	for i, s := range trace {
 		clk.Set(began[i])
