@@ -70,16 +70,24 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row("Delay p50 / p90", func(res *Result) string { return dur(res.Legit.P50.D()) + " / " + dur(res.Legit.P90.D()) })
 	row("Delay max", func(res *Result) string { return dur(res.Legit.Max.D()) })
 	row("Bot-hours in the tarpit", func(res *Result) string { return fmt.Sprintf("%.1f", res.Tarpit.BotHours) })
-	row("Tarpit time per message", func(res *Result) string { return dur(res.Tarpit.PerMessage.D()) })
-	row("One single-message session", func(res *Result) string { return dur(res.Tarpit.Single.D()) })
+	tarpit := func(d Seconds) func(*Result) string {
+		return func(res *Result) string {
+			if res.Tarpit.Sessions == 0 {
+				return "-"
+			}
+			return dur(d.D())
+		}
+	}
+	row("Tarpit time per message", func(res *Result) string { return tarpit(res.Tarpit.PerMessage)(res) })
+	row("One single-message session", func(res *Result) string { return tarpit(res.Tarpit.Single)(res) })
 	row("Most sessions held at once", func(res *Result) string { return fmt.Sprint(res.Tarpit.Peak) })
 	blank := func(*Result) string { return "" }
 	row("", blank)
-	row("Legitimate delay p90 (lost)", blank)
+	row("Legitimate delay p90 / max (lost)", blank)
 	for _, s := range r.senders {
 		row(s, func(res *Result) string {
 			l := res.LegitBy[s]
-			return fmt.Sprintf("%s (%d)", dur(l.P90.D()), l.Lost)
+			return fmt.Sprintf("%s / %s (%d)", dur(l.P90.D()), dur(l.Max.D()), l.Lost)
 		})
 	}
 	row("", blank)
