@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -69,7 +67,7 @@ traffic. docs/evaluate.md explains the model, its sources and the figures.`,
 				}
 				return evaluateLog(out, m, pols, logs, asJSON)
 			}
-			return evaluateModel(out, c.ErrOrStderr(), m, model, pols, seed, asJSON, svgDir)
+			return evaluateModel(out, m, model, pols, seed, asJSON, svgDir)
 		},
 	}
 	f := cmd.Flags()
@@ -83,13 +81,11 @@ traffic. docs/evaluate.md explains the model, its sources and the figures.`,
 	return cmd
 }
 
-func evaluateModel(out, errOut io.Writer, m *sim.Model, modelPath string, pols []sim.Policy, seed uint64, asJSON bool, svgDir string) error {
+func evaluateModel(out io.Writer, m *sim.Model, modelPath string, pols []sim.Policy, seed uint64, asJSON bool, svgDir string) error {
 	tr := sim.NewTrace(m, seed)
-	opt := sim.Options{}
-	if bar := newProgressBar(errOut); bar != nil {
-		opt.Progress = bar.show
-	}
-	res, err := sim.Run(tr, pols, opt)
+	bar := newProgress("evaluate", "messages", int64(len(tr.Messages)*len(pols)))
+	res, err := sim.Run(tr, pols, sim.Options{Progress: func(done, _ int64) { bar.set(done) }})
+	bar.done()
 	if err != nil {
 		return err
 	}
@@ -129,39 +125,4 @@ func evaluateLog(out io.Writer, m *sim.Model, pols []sim.Policy, files []string,
 		return rep.WriteJSON(out)
 	}
 	return rep.WriteTable(out)
-}
-
-// progressBar draws the share of the work done on a terminal.
-type progressBar struct {
-	w     io.Writer
-	start time.Time
-	last  int
-}
-
-// newProgressBar returns a bar drawn on w, or nil when w is not a
-// terminal (a pipe, a file, a test): the bar is for people watching.
-func newProgressBar(w io.Writer) *progressBar {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil
-	}
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	return &progressBar{w: w, start: time.Now(), last: -1}
-}
-
-func (b *progressBar) show(done float64) {
-	const width = 40
-	n := int(done * width)
-	if n == b.last && done < 1 {
-		return
-	}
-	b.last = n
-	fmt.Fprintf(b.w, "\r[%s%s] %3.0f%% %s", strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*done,
-		time.Since(b.start).Round(time.Second))
-	if done >= 1 {
-		fmt.Fprint(b.w, "\r"+strings.Repeat(" ", width+16)+"\r")
-	}
 }

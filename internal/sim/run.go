@@ -18,8 +18,9 @@ import (
 // Options tune a run.
 type Options struct {
 	// Progress is called now and then, and once at the end, with the
-	// share of the work done (0 to 1), from one goroutine at a time.
-	Progress func(done float64)
+	// messages played so far over all policies and their total, from one
+	// goroutine at a time.
+	Progress func(done, total int64)
 	// Sessions, when set, is called for every session of every policy,
 	// from that policy's goroutine.
 	Sessions func(policy string, at time.Time, a Attempt, o Outcome)
@@ -43,14 +44,14 @@ func Run(tr *Trace, policies []Policy, opt Options) ([]*Result, error) {
 			for {
 				select {
 				case <-stop:
-					opt.Progress(1)
+					opt.Progress(total, total)
 					return
 				case <-t.C:
 					var n int64
 					for i := range done {
 						n += done[i].Load()
 					}
-					opt.Progress(float64(n) / float64(max(total, 1)))
+					opt.Progress(n, total)
 				}
 			}
 		}()

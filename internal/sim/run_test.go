@@ -89,13 +89,13 @@ func TestReport(t *testing.T) {
 	m := DefaultModel()
 	m.Days = 1
 	tr := NewTrace(m, 1)
-	var progress []float64
-	res, err := Run(tr, policies(t, "moat", "postgrey-like"), Options{Progress: func(f float64) { progress = append(progress, f) }})
+	var progress [][2]int64
+	res, err := Run(tr, policies(t, "moat", "postgrey-like"), Options{Progress: func(done, total int64) { progress = append(progress, [2]int64{done, total}) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(progress) == 0 || progress[len(progress)-1] != 1 {
-		t.Errorf("progress %v, want it to end at 1", progress)
+	if want := int64(2 * len(tr.Messages)); len(progress) == 0 || progress[len(progress)-1] != [2]int64{want, want} {
+		t.Errorf("progress %v, want it to end at %d of %d", progress, want, want)
 	}
 	r := NewReport("default", tr, res)
 	var table bytes.Buffer
