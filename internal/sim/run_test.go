@@ -140,3 +140,24 @@ func TestReport(t *testing.T) {
 		t.Errorf("stopped.svg: want a background and a bar per policy:\n%s", b)
 	}
 }
+
+// TestFilterFeedback: a policy that follows the content filter's log hears
+// its verdicts on what was delivered; karma takes the properly retrying
+// bots out again, and costs legitimate senders nothing.
+func TestFilterFeedback(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "follow.toml")
+	os.WriteFile(cfg, []byte("[[reputation.follow]]\nfile = \"/var/log/rspamd/rspamd.log\"\nformat = \"rspamd\"\n"), 0o600)
+	pols := policies(t, "moat", cfg)
+	if pols[1].Name != "follow" || !pols[1].Traps {
+		t.Fatalf("a configuration file: %+v", pols[1])
+	}
+	res, err := Run(oneDay(), pols, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, follow := res[0], res[1]
+	if follow.Bots.Delivered >= plain.Bots.Delivered*9/10 || follow.Legit.Lost != 0 {
+		t.Errorf("following the filter: %d bot messages delivered (%d without), %d legitimate lost",
+			follow.Bots.Delivered, plain.Bots.Delivered, follow.Legit.Lost)
+	}
+}
