@@ -97,6 +97,7 @@ type Bot struct {
 	UnknownShare   float64         `toml:"unknown_share"` // of its recipients, addresses that do not exist
 	EarlyTalk      bool            `toml:"early_talk"`    // speaks before the banner
 	Patience       config.Duration `toml:"patience"`      // leaves the tarpit after this; 0: stays as long as it is kept
+	MessageSize    int             `toml:"message_size"`  // bytes of its message
 	Pool
 	Schedule
 }
@@ -196,6 +197,9 @@ func (m *Model) check() error {
 		if err := share(key+".unknown_share", b.UnknownShare); err != nil {
 			return err
 		}
+		if b.MessageSize < 0 || b.MessageSize > 10<<20 {
+			return fmt.Errorf("model: %s.message_size (%s): %d: want 0 to 10485760 bytes", key, b.Name, b.MessageSize)
+		}
 		if b.TrapShare+b.UnknownShare > 1 {
 			return fmt.Errorf("model: %s (%s): trap_share + unknown_share is above 1", key, b.Name)
 		}
@@ -212,6 +216,21 @@ func (m *Model) check() error {
 		}
 	}
 	return nil
+}
+
+// botMessageSize is the size of the bots' messages, weighted by how many
+// each kind sends: the message of the single-message session the report
+// prices.
+func (m *Model) botMessageSize() int {
+	var sum, n float64
+	for _, b := range m.Bots {
+		sum += float64(b.MessageSize) * b.MessagesPerDay
+		n += b.MessagesPerDay
+	}
+	if n == 0 {
+		return 0
+	}
+	return int(sum/n + 0.5)
 }
 
 // legit returns the legitimate sender of that name.

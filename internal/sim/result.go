@@ -61,9 +61,11 @@ type TarpitStats struct {
 	// message.
 	Messages   int     `json:"messages_faked"`
 	PerMessage Seconds `json:"per_message_s"`
-	// One session of one message from the banner on: the cost the
-	// tarpit's words set (tarpit.Replay).
-	Single Seconds `json:"single_message_session_s"`
+	// One session of one message of SingleSize bytes (the bots' mean)
+	// from the banner on: the cost the tarpit's words set
+	// (tarpit.Replay).
+	Single     Seconds `json:"single_message_session_s"`
+	SingleSize int     `json:"single_message_bytes"`
 	// Hourly is the bot-hours held per hour of the trace, by the hour
 	// the session started.
 	Hourly []float64 `json:"hourly_bot_hours"`
@@ -155,7 +157,7 @@ func (r *Result) message(rn *runner, m *message) {
 }
 
 // finish computes the shares and quantiles.
-func (r *Result) finish(p *Player, elapsed time.Duration) {
+func (r *Result) finish(p *Player, size int, elapsed time.Duration) {
 	r.Elapsed = Seconds(elapsed)
 	for _, b := range append([]*BotStats{&r.Bots}, values(r.BotsBy)...) {
 		if b.Sessions > 0 {
@@ -170,8 +172,8 @@ func (r *Result) finish(p *Player, elapsed time.Duration) {
 	if t.Messages > 0 {
 		t.PerMessage = Seconds(time.Duration(t.BotHours * float64(time.Hour) / float64(t.Messages)))
 	}
-	if c, err := tarpit.Replay(p.Tarpit, tarpit.Start{}, script(true, true, []string{"r"})); err == nil {
-		t.Single = Seconds(c.Time)
+	if c, err := tarpit.Replay(p.Tarpit, tarpit.Start{}, script(true, true, []string{"r"}, size)); err == nil {
+		t.Single, t.SingleSize = Seconds(c.Time), size
 	}
 }
 

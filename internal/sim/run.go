@@ -139,7 +139,7 @@ func runPolicy(tr *Trace, pol Policy, opt Options, done *atomic.Int64) (*Result,
 		}
 		r.attempt(m)
 	}
-	r.res.finish(r.player, time.Since(began))
+	r.res.finish(r.player, tr.Model.botMessageSize(), time.Since(began))
 	return r.res, nil
 }
 
@@ -174,7 +174,7 @@ func (r *runner) attempt(m *message) {
 	a := Attempt{Client: m.client, Sender: m.Sender, Rcpts: m.pending}
 	if m.Kind == Spam {
 		b := r.m.Bots[m.Type]
-		a.EarlyTalk, a.Patience = b.EarlyTalk, b.Patience.Duration
+		a.EarlyTalk, a.Patience, a.Size = b.EarlyTalk, b.Patience.Duration, b.MessageSize
 	}
 	o := r.player.Play(a)
 	if r.opt.Sessions != nil {

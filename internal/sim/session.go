@@ -22,6 +22,7 @@ type Attempt struct {
 	Sender    string        // normalised; "" for <>
 	Rcpts     []string      // normalised; none: it leaves before MAIL
 	Patience  time.Duration // how long it stays in the tarpit at most; 0: as long as it is kept
+	Size      int           // bytes of its message; 0: a few lines
 }
 
 // Outcome is what became of an attempt.
@@ -94,13 +95,13 @@ func (p *Player) Play(a Attempt) Outcome {
 		return o
 	case store.Black:
 		o.Verdict, o.Reason = "tarpit", v.Reason
-		p.hold(&o, a, tarpit.Start{}, script(true, true, a.Rcpts), a.Rcpts)
+		p.hold(&o, a, tarpit.Start{}, script(true, true, a.Rcpts, a.Size), a.Rcpts)
 		return o
 	}
 	if p.GreetDelay > 0 && a.EarlyTalk {
 		o.verdict("early-talker", fmt.Sprintf("sent %d bytes before the banner", len(ehloLine)))
 		p.Eng.EarlyTalker(a.Client, "early talker: "+o.Reason)
-		p.hold(&o, a, tarpit.Start{Pending: []byte(ehloLine)}, script(false, true, a.Rcpts), a.Rcpts)
+		p.hold(&o, a, tarpit.Start{Pending: []byte(ehloLine)}, script(false, true, a.Rcpts, a.Size), a.Rcpts)
 		return o
 	}
 	if len(a.Rcpts) == 0 {
@@ -111,7 +112,7 @@ func (p *Player) Play(a Attempt) Outcome {
 	switch d.Action {
 	case classify.Trap, classify.Black:
 		o.verdict(blackVerdict(d), d.Reason)
-		p.hold(&o, a, tarpit.Start{Greeted: true, InMail: true, Reply: replyMailOK}, script(false, false, a.Rcpts), a.Rcpts)
+		p.hold(&o, a, tarpit.Start{Greeted: true, InMail: true, Reply: replyMailOK}, script(false, false, a.Rcpts, a.Size), a.Rcpts)
 		return o
 	case classify.Refuse:
 		o.verdict("refused", d.Reason)
@@ -147,7 +148,7 @@ func (p *Player) Play(a Attempt) Outcome {
 			} else {
 				o.Deferred = append(o.Deferred, r)
 			}
-			p.hold(&o, a, tarpit.Start{Greeted: true, InMail: true, Reply: look}, script(false, false, a.Rcpts[i+1:]), faked)
+			p.hold(&o, a, tarpit.Start{Greeted: true, InMail: true, Reply: look}, script(false, false, a.Rcpts[i+1:], a.Size), faked)
 			return o
 		case classify.Refuse:
 			o.verdict("refused", d.Reason)
@@ -197,15 +198,13 @@ const (
 	replyRcptOK     = "250 2.1.5 Ok\r\n"
 	replyGreylisted = "451 4.7.1 Greylisted, please try again later\r\n"
 	ehloLine        = "EHLO bot.example\r\n"
-	// A short spam: the tarpit reads and discards it.
-	spamBody = "Subject: offer\r\n\r\nBuy now.\r\n.\r\n"
 )
 
 // script is the rest of a sender's side of a session: EHLO if it is still
-// to come, MAIL if it is still to come, the recipients, the message and
-// QUIT. Addresses are placeholders: the tarpit's replies do not depend on
-// them.
-func script(ehlo, mail bool, rcpts []string) []byte {
+// to come, MAIL if it is still to come, the recipients, a message of about
+// size bytes and QUIT. Addresses and text are placeholders: the tarpit's
+// replies do not depend on them.
+func script(ehlo, mail bool, rcpts []string, size int) []byte {
 	var b strings.Builder
 	if ehlo {
 		b.WriteString(ehloLine)
@@ -216,7 +215,11 @@ func script(ehlo, mail bool, rcpts []string) []byte {
 	for range rcpts {
 		b.WriteString("RCPT TO:<r@site.example>\r\n")
 	}
-	b.WriteString("DATA\r\n" + spamBody + "QUIT\r\n")
+	b.WriteString("DATA\r\nSubject: offer\r\n\r\n")
+	for body := 0; body < size; body += 78 {
+		b.WriteString(strings.Repeat("x", 76) + "\r\n")
+	}
+	b.WriteString("Buy now.\r\n.\r\nQUIT\r\n")
 	return []byte(b.String())
 }
 
