@@ -9,6 +9,7 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/clock"
+	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/tarpit"
 )
@@ -99,9 +100,12 @@ func (p *Player) Play(a Attempt) Outcome {
 		return o
 	}
 	if p.GreetDelay > 0 && a.EarlyTalk {
+		// It had the banner's first line at the grey dialog's pace; the
+		// tarpit stutters the rest.
 		o.verdict("early-talker", fmt.Sprintf("sent %d bytes before the banner", len(ehloLine)))
 		p.Eng.EarlyTalker(a.Client, "early talker: "+o.Reason)
-		p.hold(&o, a, tarpit.Start{Pending: []byte(ehloLine)}, script(false, true, a.Rcpts, a.Size), a.Rcpts)
+		p.hold(&o, a, tarpit.Start{Greeted: true, Reply: p.Tarpit.Words.BannerLast(), Pending: []byte(ehloLine)},
+			script(false, true, a.Rcpts, a.Size), a.Rcpts)
 		return o
 	}
 	if len(a.Rcpts) == 0 {
@@ -112,7 +116,7 @@ func (p *Player) Play(a Attempt) Outcome {
 	switch d.Action {
 	case classify.Trap, classify.Black:
 		o.verdict(blackVerdict(d), d.Reason)
-		p.hold(&o, a, tarpit.Start{Greeted: true, InMail: true, Reply: replyMailOK}, script(false, false, a.Rcpts, a.Size), a.Rcpts)
+		p.hold(&o, a, tarpit.Start{Greeted: true, Helo: true, InMail: true, Reply: smtp.ReplyMailOK}, script(false, false, a.Rcpts, a.Size), a.Rcpts)
 		return o
 	case classify.Refuse:
 		o.verdict("refused", d.Reason)
@@ -133,9 +137,9 @@ func (p *Player) Play(a Attempt) Outcome {
 		d, err := judge(a.Client, a.Sender, r)
 		switch d.Action {
 		case classify.Trap, classify.Black:
-			look := replyGreylisted
+			look := smtp.ReplyGreylisted
 			if passed {
-				look = replyRcptOK
+				look = smtp.ReplyRcptOK
 			}
 			o.verdict(blackVerdict(d), d.Reason)
 			// The backend is dropped, and the end of the message is
@@ -148,7 +152,8 @@ func (p *Player) Play(a Attempt) Outcome {
 			} else {
 				o.Deferred = append(o.Deferred, r)
 			}
-			p.hold(&o, a, tarpit.Start{Greeted: true, InMail: true, Reply: look}, script(false, false, a.Rcpts[i+1:], a.Size), faked)
+			p.hold(&o, a, tarpit.Start{Greeted: true, Helo: true, InMail: true, Rcpts: i + 1, Reply: look},
+				script(false, false, a.Rcpts[i+1:], a.Size), faked)
 			return o
 		case classify.Refuse:
 			o.verdict("refused", d.Reason)
@@ -178,6 +183,19 @@ func (p *Player) Play(a Attempt) Outcome {
 	if len(taken) == 0 {
 		return o
 	}
+	// Before DATA the host's class is read once more: it may have turned
+	// black since its recipients were taken.
+	switch d, err := p.Eng.Data(a.Client); d.Action {
+	case classify.Black:
+		o.verdict("black", d.Reason)
+		p.hold(&o, a, tarpit.Start{Greeted: true, Helo: true, InMail: true, Rcpts: len(a.Rcpts), Pending: []byte("DATA\r\n")},
+			script(false, false, nil, a.Size)[len("DATA\r\n"):], taken)
+		return o
+	case classify.Defer:
+		o.verdict("tempfail", fmt.Sprint("store unavailable before DATA: ", err))
+		o.Deferred = append(o.Deferred, taken...)
+		return o
+	}
 	// The backend said 250 at the end of DATA.
 	o.Accepted = taken
 	p.Eng.Accepted(a.Client, a.Sender, passReason)
@@ -191,14 +209,8 @@ func blackVerdict(d classify.Decision) string {
 	return "black"
 }
 
-// The words the sender hears from the grey dialog before the tarpit takes
-// over, and the sender's own lines.
-const (
-	replyMailOK     = "250 2.1.0 Ok\r\n"
-	replyRcptOK     = "250 2.1.5 Ok\r\n"
-	replyGreylisted = "451 4.7.1 Greylisted, please try again later\r\n"
-	ehloLine        = "EHLO bot.example\r\n"
-)
+// ehloLine is what an early talker writes before the banner.
+const ehloLine = "EHLO bot.example\r\n"
 
 // script is the rest of a sender's side of a session: EHLO if it is still
 // to come, MAIL if it is still to come, the recipients, a message of about
