@@ -6,6 +6,13 @@
 # banner. Run as root (smtp-sink, the white backend, wants -u nobody).
 #
 #	bench/tarpit.sh [N]     default N=19000
+#	DATA=8192 bench/tarpit.sh [N]
+#	                        every bot sends a message of 8 KiB instead of
+#	                        NOOPs, so that while measuring the tarpit reads
+#	                        messages (tarpit.data_pace a stutter) instead of
+#	                        stuttering replies; the byte gaps are then
+#	                        those of the replies before DATA, mostly outside
+#	                        the window
 . "$(dirname "$0")/lib.sh"
 N=${1:-19000}
 machine
@@ -57,7 +64,7 @@ if [ -n "${PERF:-}" ]; then
 	(sleep 20; perf record -F 499 -g -o "$PERF" -p $MPID -- sleep 20 >/dev/null 2>&1) &
 fi
 "$LOAD" tarpit -addr "$LISTEN" -n "$N" -per-ip 10 -src 127.64.0.0/10 -pid $MPID \
-	-admin "$WORK/data/moat.sock" -extra 300 -grey-src 127.0.0.2 -white-src 127.255.0.1 \
+	-admin "$WORK/data/moat.sock" ${DATA:+-data "$DATA" -settle 300s} -extra 300 -grey-src 127.0.0.2 -white-src 127.255.0.1 \
 	-settle "${SETTLE:-10s}" -window "${WINDOW:-60s}"
 echo
 echo "== moat's log at the cap =="

@@ -82,6 +82,7 @@ type Tarpit struct {
 	MaxBytes    Size     `toml:"max_bytes"`
 	MaxDuration Duration `toml:"max_duration"`
 	IdleTimeout Duration `toml:"idle_timeout"`
+	DataPace    int      `toml:"data_pace"` // bytes of a message read per stutter
 }
 
 // Traps is the [traps] table.
@@ -175,6 +176,7 @@ func Default() *Config {
 			MaxBytes:    10 << 20,
 			MaxDuration: Duration{30 * time.Minute},
 			IdleTimeout: Duration{5 * time.Minute},
+			DataPace:    16,
 		},
 		Limits: Limits{
 			MaxConns:        19000,

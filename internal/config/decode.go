@@ -36,7 +36,12 @@ func Decode(text []byte, v any, what, page string) error {
 		return decodeError(err, what, page)
 	}
 	if err := checkText(doc, reflect.TypeOf(v).Elem(), ""); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		// One problem a line, each with what it is about.
+		var errs []error
+		for _, e := range joined(err) {
+			errs = append(errs, fmt.Errorf("%s: %w", what, e))
+		}
+		return errors.Join(errs...)
 	}
 	dec := toml.NewDecoder(bytes.NewReader(text))
 	dec.DisallowUnknownFields()
@@ -44,6 +49,19 @@ func Decode(text []byte, v any, what, page string) error {
 		return decodeError(err, what, page)
 	}
 	return nil
+}
+
+// joined flattens the errors checkText joins, tables within tables.
+func joined(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, joined(e)...)
+	}
+	return out
 }
 
 var textType = reflect.TypeFor[encoding.TextUnmarshaler]()

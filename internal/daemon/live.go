@@ -101,6 +101,7 @@ func TarpitConfig(cfg *config.Config, words *smtp.Words) tarpit.Config {
 		MaxBytes:    int64(cfg.Tarpit.MaxBytes),
 		MaxDuration: cfg.Tarpit.MaxDuration.Duration,
 		IdleTimeout: cfg.Tarpit.IdleTimeout.Duration,
+		DataPace:    cfg.Tarpit.DataPace,
 	}
 }
 

@@ -23,8 +23,8 @@ const (
 
 var (
 	// The grey dialog's words, with no greet delay and no STARTTLS.
-	banner = "220 " + testHost + " ESMTP\r\n"
-	ehlo   = "250-" + testHost + "\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n"
+	banner = "220 " + testHost + " ESMTP Postfix (Debian/GNU)\r\n"
+	ehlo   = "250-" + testHost + "\r\n250-PIPELINING\r\n250-VRFY\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n"
 	// queued stands for the end-of-DATA reply; its ID is checked by pattern.
 	queued = "250 2.0.0 Ok: queued as " + qidMark + "\r\n"
 )
@@ -303,6 +303,31 @@ func TestDataEndsOnlyAtCRLFDotCRLF(t *testing.T) {
 			c.send("QUIT\r\n")
 			c.expect(queued + "221 2.0.0 Bye\r\n")
 			c.expectEOF()
+		})
+	}
+}
+
+// TestDataPaced: a message is read DataPace bytes a Stutter, however fast
+// the bot sends it: a message sent in one write takes a read for every 4
+// of its bytes, and its end is still found.
+func TestDataPaced(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{DataPace: 4}, Events{}, mode, nil)
+			c := r.dial(t)
+			runScript(t, c, []step{
+				{"", banner},
+				{"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
+					"250 " + testHost + "\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
+			})
+			msg := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz\r\n", 10) + ".\r\n"
+			c.send(msg + "QUIT\r\n")
+			c.expect(queued + "221 2.0.0 Bye\r\n")
+			c.expectEOF()
+			if n, want := r.tp.paced.Load(), uint64(len(msg)+3)/4; n < want {
+				t.Errorf("%d paced reads for a %d-byte message at 4 bytes each, want %d", n, len(msg), want)
+			}
 		})
 	}
 }
@@ -737,13 +762,19 @@ func TestReplay(t *testing.T) {
 	tp, _ := newTarpit(cfg, Events{})
 	want := len(tp.words.Banner()) + len(tp.words.Offer().EHLO(false)) + len(smtp.ReplyMailOK) + len(smtp.ReplyRcptOK) +
 		len(smtp.ReplyData) + len(queuedPrefix) + queueIDLen + 2 + len(smtp.ReplyBye)
-	if c.Bytes != want || c.Time != time.Duration(want)*time.Second || c.Messages != 1 {
-		t.Errorf("Replay = %+v, want %d bytes, %ds, 1 message", c, want, want)
+	// "Subject: x\r\n\r\nbuy\r\n.\r\n" is 22 bytes: two reads of 16.
+	if c.Bytes != want || c.Reads != 2 || c.Time != time.Duration(want+2)*time.Second || c.Messages != 1 {
+		t.Errorf("Replay = %+v, want %d bytes, 2 reads, %ds, 1 message", c, want, want+2)
 	}
 	// A session moved here mid-dialog owes only its reply, then the rest.
 	c, _ = Replay(cfg, Start{Greeted: true, InMail: true, Reply: smtp.ReplyRcptOK}, []byte("QUIT\r\n"))
 	if c.Bytes != len(smtp.ReplyRcptOK)+len(smtp.ReplyBye) {
 		t.Errorf("greeted Replay = %d bytes, want %d", c.Bytes, len(smtp.ReplyRcptOK)+len(smtp.ReplyBye))
+	}
+	// A message takes one stutter per DataPace bytes.
+	cfg.DataPace = 4
+	if c, _ := Replay(cfg, Start{}, []byte(script)); c.Reads != 6 {
+		t.Errorf("Replay at 4 bytes a stutter: %d reads, want 6", c.Reads)
 	}
 	// MaxDuration bounds the time.
 	cfg.MaxDuration = time.Minute
