@@ -18,89 +18,15 @@ import (
 	"moat/internal/clock"
 	"moat/internal/config"
 	"moat/internal/daemon"
+	"moat/internal/server/servertest"
 	"moat/internal/store/bolt"
 )
 
-// recordingBackend is a mail server on loopback that takes every message
-// for an address whose local part is not "nobody", and records it.
-type recordingBackend struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	msgs []string // "sender>rcpt,rcpt"
-}
+// backendTakes is what servertest.Backend takes: every recipient but the
+// unknown ones.
+func backendTakes(rcpt string) bool { return !strings.HasPrefix(rcpt, "unknown") }
 
-func newRecordingBackend(t *testing.T) *recordingBackend {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &recordingBackend{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go b.serve(c)
-		}
-	}()
-	return b
-}
-
-func backendTakes(rcpt string) bool { return !strings.HasPrefix(rcpt, "nobody@") }
-
-func (b *recordingBackend) serve(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(c)
-	fmt.Fprintf(c, "220 backend.test ESMTP\r\n")
-	var from string
-	var to []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		line = strings.TrimRight(line, "\r\n")
-		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
-		switch verb {
-		case "EHLO", "HELO":
-			fmt.Fprintf(c, "250-backend.test\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n")
-		case "MAIL":
-			from, to = between(line), nil
-			fmt.Fprintf(c, "250 2.1.0 Ok\r\n")
-		case "RCPT":
-			if rcpt := between(line); backendTakes(rcpt) {
-				to = append(to, rcpt)
-				fmt.Fprintf(c, "250 2.1.5 Ok\r\n")
-			} else {
-				fmt.Fprintf(c, "550 5.1.1 <%s>: Recipient address rejected: User unknown\r\n", rcpt)
-			}
-		case "DATA":
-			fmt.Fprintf(c, "354 End data with <CR><LF>.<CR><LF>\r\n")
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-			}
-			b.mu.Lock()
-			b.msgs = append(b.msgs, from+">"+strings.Join(to, ","))
-			b.mu.Unlock()
-			fmt.Fprintf(c, "250 2.0.0 Ok: queued\r\n")
-		case "QUIT":
-			fmt.Fprintf(c, "221 2.0.0 Bye\r\n")
-			return
-		default:
-			fmt.Fprintf(c, "250 2.0.0 Ok\r\n")
-		}
-	}
-}
-
+// between is the address inside a command's angle brackets.
 func between(line string) string {
 	_, a, _ := strings.Cut(line, "<")
 	a, _, _ = strings.Cut(a, ">")
@@ -198,13 +124,13 @@ func smtpClient(t *testing.T, moatAddr string, a Attempt) {
 }
 
 // TestSimulatorMatchesSockets replays one short trace twice: through a
-// running moat on loopback (real sockets, short timers, a recording
-// backend), and through the simulator on a fake clock set to the times
+// running moat on loopback (real sockets, short timers, the recording
+// backend of servertest behind a PROXY header), and through the simulator on a fake clock set to the times
 // the sessions really began. Every session gets the same class and
 // verdict both ways, and the simulator delivers exactly what the backend
 // received.
 func TestSimulatorMatchesSockets(t *testing.T) {
-	be := newRecordingBackend(t)
+	be := servertest.StartBackend(t)
 	dir, err := os.MkdirTemp("", "moatsim")
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +145,6 @@ func TestSimulatorMatchesSockets(t *testing.T) {
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`listen = %q
 hostname = "mx.moat.test"
 backend = %q
-backend_proxy_protocol = "none"
 data_dir = %q
 [greylist]
 greet_delay = "300ms"
@@ -231,7 +156,7 @@ stutter = "1ms"
 addresses = ["trap@moat.test"]
 [reputation]
 dns_servers = ["127.0.0.1:9"]
-`, listen, be.ln.Addr().String(), dir)))
+`, listen, be.Addr(), dir)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,9 +192,9 @@ dns_servers = ["127.0.0.1:9"]
 		{0, Attempt{Client: c, Sender: "y@bot.test", Rcpts: []string{"user3@moat.test", "trap@moat.test", "user4@moat.test"}}},
 		{0, Attempt{Client: b, Sender: "x@bot.test", Rcpts: []string{"user1@moat.test"}}},
 		{0, Attempt{Client: a, Sender: "alice@sender.test", Rcpts: []string{"user1@moat.test", "user2@moat.test"}}},
-		{0, Attempt{Client: e, Sender: "eve@other.test", Rcpts: []string{"nobody@moat.test", "user5@moat.test"}}},
+		{0, Attempt{Client: e, Sender: "eve@other.test", Rcpts: []string{"unknown@moat.test", "user5@moat.test"}}},
 		{5 * time.Second, Attempt{Client: a, Sender: "alice@sender.test", Rcpts: []string{"user1@moat.test", "user2@moat.test"}}},
-		{0, Attempt{Client: e, Sender: "eve@other.test", Rcpts: []string{"nobody@moat.test", "user5@moat.test"}}},
+		{0, Attempt{Client: e, Sender: "eve@other.test", Rcpts: []string{"unknown@moat.test", "user5@moat.test"}}},
 		{0, Attempt{Client: a, Sender: "alice@sender.test", Rcpts: []string{"user7@moat.test"}}},
 		{0, Attempt{Client: c, Sender: "y@bot.test", Rcpts: []string{"user3@moat.test"}}},
 		{0, Attempt{Client: e, Sender: "eve@other.test", Rcpts: []string{"user6@moat.test"}}},
@@ -312,10 +237,15 @@ dns_servers = ["127.0.0.1:9"]
 			delivered = append(delivered, s.Sender+">"+strings.Join(o.Accepted, ","))
 		}
 	}
-	be.mu.Lock()
-	got := strings.Join(be.msgs, " ")
-	be.mu.Unlock()
-	if want := strings.Join(delivered, " "); got != want {
+	var received []string
+	for _, m := range be.Messages() {
+		var rcpts []string
+		for _, r := range m.Rcpts {
+			rcpts = append(rcpts, between(r))
+		}
+		received = append(received, between(m.From)+">"+strings.Join(rcpts, ","))
+	}
+	if got, want := strings.Join(received, " "), strings.Join(delivered, " "); got != want {
 		t.Errorf("the backend received %q, the simulator delivered %q", got, want)
 	}
 	if len(delivered) != 4 {
