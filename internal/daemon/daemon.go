@@ -320,22 +320,15 @@ func (l *dropLists) set(d *reputation.DropList) {
 // reloadEvery reads the lists in force again every interval until ctx is
 // done. A list that fails to load keeps its last good copy.
 func (l *dropLists) reloadEvery(ctx context.Context, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	clock.Every(ctx, every, func() {
 		l.mu.Lock()
 		d := l.d
 		l.mu.Unlock()
 		if d == nil {
-			continue
+			return
 		}
 		if err := d.Reload(); err != nil {
 			log.Warn("reputation: drop lists: keeping the last good copy", "err", err.Error())
 		}
-	}
+	})
 }

@@ -287,35 +287,27 @@ func (s *Store) opCtx() (context.Context, context.CancelFunc) {
 // while it is up.
 func (s *Store) healthLoop() {
 	defer s.bg.Done()
-	t := time.NewTicker(s.opt.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if s.down.Load() {
-			ctx, cancel := s.opCtx()
-			err := s.rdb.Ping(ctx).Err()
-			cancel()
-			if err != nil {
-				continue
-			}
-			if err := s.loadNets(); err != nil {
-				continue
-			}
+	clock.Every(s.ctx, s.opt.HealthInterval, s.health)
+}
+
+// health is one round of the health loop.
+func (s *Store) health() {
+	if s.down.Load() {
+		ctx, cancel := s.opCtx()
+		err := s.rdb.Ping(ctx).Err()
+		cancel()
+		if err == nil && s.loadNets() == nil {
 			s.markUp()
-			continue
 		}
-		if err := s.loadNets(); err != nil && unavailable(err) {
-			s.markDown(err)
-		}
-		// Writes put back after too few replicas confirmed them wait
-		// for no new write to be sent again.
-		if s.w.queued() > 0 {
-			s.w.kickWriter()
-		}
+		return
+	}
+	if err := s.loadNets(); err != nil && unavailable(err) {
+		s.markDown(err)
+	}
+	// Writes put back after too few replicas confirmed them wait for no
+	// new write to be sent again.
+	if s.w.queued() > 0 {
+		s.w.kickWriter()
 	}
 }
 
@@ -323,14 +315,7 @@ func (s *Store) healthLoop() {
 // the caches.
 func (s *Store) purgeLoop() {
 	defer s.bg.Done()
-	t := time.NewTicker(s.opt.PurgeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
+	clock.Every(s.ctx, s.opt.PurgeInterval, func() {
 		s.hosts.sweep(s.opt.StaleTTL)
 		s.trips.sweep(s.opt.StaleTTL)
 		if !s.down.Load() {
@@ -338,7 +323,7 @@ func (s *Store) purgeLoop() {
 				s.markDown(err)
 			}
 		}
-	}
+	})
 }
 
 func (s *Store) purge() error {
