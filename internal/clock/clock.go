@@ -64,6 +64,10 @@ func Every(ctx context.Context, d time.Duration, fn func()) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			// A tick and the end can be ready at once: the end wins.
+			if ctx.Err() != nil {
+				return
+			}
 			fn()
 		}
 	}
