@@ -6,8 +6,18 @@
 # banner. Run as root (smtp-sink, the white backend, wants -u nobody).
 #
 #	bench/tarpit.sh [N]     default N=19000
+#	DATA=8192 bench/tarpit.sh [N]
+#	                        every bot sends a message of 8 KiB instead of
+#	                        NOOPs, and the measuring waits 300 s for the
+#	                        replies before DATA, so that in the window the
+#	                        tarpit reads messages (tarpit.data_pace a
+#	                        stutter) instead of stuttering replies: the
+#	                        byte gaps are then the sampled bots' silence
 . "$(dirname "$0")/lib.sh"
 N=${1:-19000}
+# With DATA, the replies before the message take about four minutes at 1s.
+DEFAULT_SETTLE=10s
+[ -n "${DATA:-}" ] && DEFAULT_SETTLE=300s
 machine
 need_postfix
 build
@@ -57,8 +67,8 @@ if [ -n "${PERF:-}" ]; then
 	(sleep 20; perf record -F 499 -g -o "$PERF" -p $MPID -- sleep 20 >/dev/null 2>&1) &
 fi
 "$LOAD" tarpit -addr "$LISTEN" -n "$N" -per-ip 10 -src 127.64.0.0/10 -pid $MPID \
-	-admin "$WORK/data/moat.sock" -extra 300 -grey-src 127.0.0.2 -white-src 127.255.0.1 \
-	-settle "${SETTLE:-10s}" -window "${WINDOW:-60s}"
+	-admin "$WORK/data/moat.sock" ${DATA:+-data "$DATA"} -extra 300 -grey-src 127.0.0.2 -white-src 127.255.0.1 \
+	-settle "${SETTLE:-$DEFAULT_SETTLE}" -window "${WINDOW:-60s}"
 echo
 echo "== moat's log at the cap =="
 grep -m1 'tarpit full' "$WORK/moat.log" || echo "(no 'tarpit full' line)"

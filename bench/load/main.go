@@ -13,6 +13,8 @@
 //	load fill    write N greylist triplets into a fresh bolt store
 //	load startup time until a freshly started process accepts, and its RSS
 //	load proxy   the smallest Go TCP proxy: the floor for the white path
+//	load cost    one patient bot's single-message session in the tarpit:
+//	             what it costs the bot, on a real socket
 //
 // load only ever talks to loopback addresses: it refuses anything else, so
 // a typo cannot turn a benchmark into a flood of someone else's server.
@@ -44,9 +46,10 @@ func main() {
 		"fill":    fillCmd,
 		"startup": startupCmd,
 		"proxy":   proxyCmd,
+		"cost":    costCmd,
 	}
 	if len(os.Args) < 2 || cmds[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: load tarpit|grey|banner|fill|startup|proxy [flags] (load CMD -h for the flags)")
+		fmt.Fprintln(os.Stderr, "usage: load tarpit|grey|banner|fill|startup|proxy|cost [flags] (load CMD -h for the flags)")
 		os.Exit(2)
 	}
 	if err := cmds[os.Args[1]](os.Args[2:]); err != nil {

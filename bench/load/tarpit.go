@@ -21,7 +21,9 @@ import (
 // Every connection sends, right after connecting, one EHLO and a long run
 // of pipelined NOOPs, then never writes again. The tarpit answers them one
 // by one, one byte per stutter, so every connection keeps stuttering for
-// the whole run without the load tool doing anything for it. Connections
+// the whole run without the load tool doing anything for it. With -data,
+// it sends a message instead, which the tarpit reads a few bytes a
+// stutter once its replies are out: the other half of a held bot's cost. Connections
 // outside the sample are never read: the few bytes a second they receive
 // wait in the kernel's receive buffer, and the load tool keeps no goroutine
 // and no buffer for them.
@@ -33,6 +35,7 @@ func tarpitCmd(args []string) error {
 	perIP := fs.Int("per-ip", 10, "connections per source address (below limits.max_conns_per_ip)")
 	sample := fs.Int("sample", 500, "connections whose byte gaps are measured")
 	noops := fs.Int("noops", 400, "NOOPs pipelined after EHLO: 14 bytes of reply each, so 14 stutters")
+	data := fs.Int("data", 0, "instead of NOOPs: MAIL, RCPT, DATA and this many bytes of a message that never ends, which the tarpit reads at tarpit.data_pace a stutter (give -settle the time the replies before it take)")
 	parallel := fs.Int("parallel", 256, "dials in flight")
 	settle := fs.Duration("settle", 10*time.Second, "wait after moat holds them all, before measuring")
 	window := fs.Duration("window", 60*time.Second, "measurement window")
@@ -73,6 +76,10 @@ func tarpitCmd(args []string) error {
 	fmt.Printf("moat pid %d idle: VmRSS %d kB, held %d\n", *pid, rssIdle, st0.TarpitHeld)
 
 	payload := "EHLO bot.bench.example\r\n" + strings.Repeat("NOOP\r\n", *noops)
+	if *data > 0 {
+		payload = "EHLO bot.bench.example\r\nMAIL FROM:<offer@bot.bench.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n" +
+			"Subject: offer\r\n\r\n" + strings.Repeat("x", *data)
+	}
 	conns := make([]*net.TCPConn, *n)
 	samples := make([]*gapSampler, 0, *sample)
 	every := max(1, *n/max(1, *sample))

@@ -46,7 +46,7 @@ func exportCmd(cfgPath *string) *cobra.Command {
 				defer tmp.Close()
 				out = tmp
 			}
-			bar := newProgress("export", 0)
+			bar := newProgress("export", "lines", 0)
 			cw := &lineCounter{w: out, bar: bar}
 			err := op.do("GET", "/v1/export", nil, cw)
 			bar.done()
@@ -97,7 +97,7 @@ func importCmd(cfgPath *string) *cobra.Command {
 				}
 				in = f
 			}
-			bar := newProgress("import", size)
+			bar := newProgress("import", "bytes", size)
 			var n admin.Counts
 			err := op.do("POST", "/v1/import", &byteCounter{r: in, bar: bar}, &n)
 			bar.done()
@@ -144,7 +144,7 @@ func importFrom(c *cobra.Command, op operator, opt migrate.Options, name string)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	bar := newProgress("import", size)
+	bar := newProgress("import", "bytes", size)
 	var n migrate.Counts
 	err = op.do("POST", "/v1/import?"+admin.MigrateQuery(opt), &byteCounter{r: f, bar: bar}, &n)
 	bar.done()
@@ -206,6 +206,7 @@ func (b *byteCounter) Read(p []byte) (int, error) {
 // a few times a second: a bar when the total is known, a count otherwise.
 type progress struct {
 	what  string
+	unit  string // of total: "bytes", "messages"
 	total int64
 	cur   atomic.Int64
 	stop  chan struct{}
@@ -213,8 +214,8 @@ type progress struct {
 	on    bool
 }
 
-func newProgress(what string, total int64) *progress {
-	p := &progress{what: what, total: total, stop: make(chan struct{})}
+func newProgress(what, unit string, total int64) *progress {
+	p := &progress{what: what, unit: unit, total: total, stop: make(chan struct{})}
 	if st, err := os.Stderr.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
 		return p // not a terminal: a log or a pipe wants no bars
 	}
@@ -256,7 +257,7 @@ func (p *progress) draw() {
 			bar[i] = '='
 		}
 	}
-	fmt.Fprintf(os.Stderr, "\r%s: [%s] %3.0f%% %d/%d bytes", p.what, bar, frac*100, n, p.total)
+	fmt.Fprintf(os.Stderr, "\r%s: [%s] %3.0f%% %d/%d %s", p.what, bar, frac*100, n, p.total, p.unit)
 }
 
 func (p *progress) done() {

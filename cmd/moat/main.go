@@ -11,6 +11,7 @@
 //	moat export [FILE|-]           all state as JSON lines (backup, move between stores)
 //	moat import FILE|-
 //	moat demo                      moat on loopback with a built-in backend and simulated traffic
+//	moat evaluate [--model FILE] [--policy NAME|FILE]... [--log FILE...]  what a policy stops and costs
 //	moat version                   (or moat --version)
 //
 // Without -c (or $MOAT_CONFIG), moat reads /etc/moat/moat.toml when it
@@ -55,7 +56,8 @@ func rootCmd() *cobra.Command {
 		// convention of Postfix and spamd. Say which, on standard
 		// error, so that a command run with the wrong file shows it.
 		PersistentPreRun: func(c *cobra.Command, _ []string) {
-			if cfgPath != "" || c.Name() == "version" || c.Name() == "help" || c.Name() == "demo" {
+			// demo runs its own; evaluate takes its policies from --policy.
+			if cfgPath != "" || c.Name() == "version" || c.Name() == "help" || c.Name() == "demo" || c.Name() == "evaluate" {
 				return
 			}
 			if _, err := os.Stat(systemConfig); err == nil {
@@ -70,6 +72,6 @@ func rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("MOAT_CONFIG"),
 		"configuration file (TOML); default: "+config.SystemPath+" when it exists, else the built-in defaults ($MOAT_CONFIG)")
 	root.AddCommand(runCmd(&cfgPath), checkCmd(&cfgPath), reloadCmd(&cfgPath), hostsCmd(&cfgPath), trapsCmd(&cfgPath),
-		statusCmd(&cfgPath), exportCmd(&cfgPath), importCmd(&cfgPath), demoCmd(), versionCmd())
+		statusCmd(&cfgPath), exportCmd(&cfgPath), importCmd(&cfgPath), demoCmd(), evaluateCmd(), versionCmd())
 	return root
 }

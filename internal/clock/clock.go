@@ -6,6 +6,7 @@
 package clock
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -50,4 +51,24 @@ func (f *Fake) Set(t time.Time) {
 	f.mu.Lock()
 	f.t = t
 	f.mu.Unlock()
+}
+
+// Every calls fn every d, on the caller's goroutine, until ctx is done,
+// and returns then. It is for the background loops (reloads, probes,
+// sweeps), which run on the wall clock whatever clock decisions use.
+func Every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			// A tick and the end can be ready at once: the end wins.
+			if ctx.Err() != nil {
+				return
+			}
+			fn()
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -60,5 +61,27 @@ func TestRealIsTheWallClock(t *testing.T) {
 	got := Real{}.Now()
 	if got.Before(before) || got.After(time.Now()) {
 		t.Errorf("Real.Now = %v, not between the wall clock's readings", got)
+	}
+}
+
+func TestEveryStopsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		Every(ctx, time.Millisecond, func() {
+			if n++; n == 3 {
+				cancel()
+			}
+		})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Every did not return after its context was cancelled")
+	}
+	if n != 3 {
+		t.Errorf("fn ran %d times, want 3 (it stops once the context is done)", n)
 	}
 }

@@ -71,6 +71,9 @@ type Greylist struct {
 	WhiteTTL    Duration `toml:"white_ttl"`
 	IPv4Prefix  int      `toml:"ipv4_prefix"`
 	IPv6Prefix  int      `toml:"ipv6_prefix"`
+	// PassOnNextRetry: the qualifying retry is deferred once more and the
+	// triplet passes at its next attempt (spamd's behaviour).
+	PassOnNextRetry bool `toml:"pass_on_next_retry"`
 }
 
 // Tarpit is the [tarpit] table.
@@ -80,6 +83,7 @@ type Tarpit struct {
 	MaxBytes    Size       `toml:"max_bytes"`
 	MaxDuration Duration   `toml:"max_duration"`
 	IdleTimeout Duration   `toml:"idle_timeout"`
+	DataPace    int        `toml:"data_pace"` // bytes of a message read per stutter
 	FinalReply  FinalReply `toml:"final_reply"`
 }
 
@@ -202,6 +206,7 @@ func Default() *Config {
 			MaxBytes:    10 << 20,
 			MaxDuration: Duration{30 * time.Minute},
 			IdleTimeout: Duration{5 * time.Minute},
+			DataPace:    16,
 			// What proves a bot is told 250; a mistake costs a delay,
 			// never a message (the split is classify.Proves).
 			FinalReply: FinalReply{

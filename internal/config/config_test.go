@@ -136,6 +136,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"tarpit.stutter", c.Tarpit.Stutter.Duration, time.Second},
 		{"tarpit.max_conns", c.Tarpit.MaxConns, 15000},
 		{"tarpit.max_bytes", c.Tarpit.MaxBytes, Size(10 << 20)},
+		{"tarpit.data_pace", c.Tarpit.DataPace, 16},
 		{"tarpit.max_duration", c.Tarpit.MaxDuration.Duration, 30 * time.Minute},
 		{"tarpit.idle_timeout", c.Tarpit.IdleTimeout.Duration, 5 * time.Minute},
 		{"limits.max_conns", c.Limits.MaxConns, 19000},
@@ -250,6 +251,7 @@ func TestParseSample(t *testing.T) {
 			MaxBytes:    2048,
 			MaxDuration: dur(time.Hour),
 			IdleTimeout: dur(90 * time.Second),
+			DataPace:    16, // the sample leaves it at its default
 			FinalReply:  final,
 		},
 		Traps: Traps{
@@ -367,6 +369,7 @@ func TestParseErrors(t *testing.T) {
 		{"black_ttl zero", `black_ttl = "0s"`, []string{"black_ttl"}},
 		{"stutter too long", "[tarpit]\nstutter = \"2m\"", []string{"tarpit.stutter"}},
 		{"tarpit max_bytes", "[tarpit]\nmax_bytes = 10", []string{"tarpit.max_bytes"}},
+		{"tarpit data_pace", "[tarpit]\ndata_pace = 0", []string{"tarpit.data_pace", "1..4096"}},
 		{"tarpit max_duration zero", "[tarpit]\nmax_duration = \"0s\"", []string{"tarpit.max_duration"}},
 		{"limits zero", "[limits]\nmax_errors = 0", []string{"limits.max_errors"}},
 		{"limits negative", "[limits]\nmax_conns_per_ip = -1", []string{"limits.max_conns_per_ip"}},

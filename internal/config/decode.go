@@ -22,19 +22,46 @@ import (
 // value was not written as a string. The second reading fills c, strictly:
 // an unknown key or a value of the wrong TOML type is an error.
 func decode(text []byte, c *Config) error {
+	return Decode(text, c, "config", "docs/config.md")
+}
+
+// Decode reads TOML text into v, a pointer to a struct with toml tags, as
+// moat reads its configuration: strictly, with the value types of this
+// package, and with errors that start with what ("config", "model") and
+// name the key; an unknown key sends the reader to page. Keys the text
+// does not hold keep the values v has.
+func Decode(text []byte, v any, what, page string) error {
 	var doc map[string]any
 	if err := toml.Unmarshal(text, &doc); err != nil {
-		return decodeError(err)
+		return decodeError(err, what, page)
 	}
-	if err := checkText(doc, reflect.TypeOf(c).Elem(), ""); err != nil {
-		return err
+	if err := checkText(doc, reflect.TypeOf(v).Elem(), ""); err != nil {
+		// One problem a line, each with what it is about.
+		var errs []error
+		for _, e := range joined(err) {
+			errs = append(errs, fmt.Errorf("%s: %w", what, e))
+		}
+		return errors.Join(errs...)
 	}
 	dec := toml.NewDecoder(bytes.NewReader(text))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		return decodeError(err)
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err, what, page)
 	}
 	return nil
+}
+
+// joined flattens the errors checkText joins, tables within tables.
+func joined(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, joined(e)...)
+	}
+	return out
 }
 
 var textType = reflect.TypeFor[encoding.TextUnmarshaler]()
@@ -104,10 +131,10 @@ func readText(t reflect.Type, v any, key string) error {
 		if e, ok := reflect.Zero(t).Interface().(interface{ expects() string }); ok {
 			want = e.expects()
 		}
-		return fmt.Errorf("config: %s: a TOML %s where %s", key, tomlKind(v), want)
+		return fmt.Errorf("%s: a TOML %s where %s", key, tomlKind(v), want)
 	}
 	if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
-		return fmt.Errorf("config: %s: %v", key, err)
+		return fmt.Errorf("%s: %v", key, err)
 	}
 	return nil
 }
@@ -130,14 +157,14 @@ func tomlKind(v any) string {
 }
 
 // decodeError rewrites go-toml's errors so they name the key.
-func decodeError(err error) error {
+func decodeError(err error, what, page string) error {
 	var sm *toml.StrictMissingError
 	if errors.As(err, &sm) && len(sm.Errors) > 0 {
 		var keys []string
 		for _, e := range sm.Errors {
 			keys = append(keys, strings.Join(e.Key(), "."))
 		}
-		return fmt.Errorf("config: unknown key %s: check its spelling against docs/config.md", strings.Join(keys, ", "))
+		return fmt.Errorf("%s: unknown key %s: check its spelling against %s", what, strings.Join(keys, ", "), page)
 	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
@@ -148,11 +175,11 @@ func decodeError(err error) error {
 			msg = "a TOML " + m[1] + " where " + kindOf(m[2]) + " is expected"
 		}
 		if key != "" {
-			return fmt.Errorf("config: %s (line %d, column %d): %s", key, row, col, msg)
+			return fmt.Errorf("%s: %s (line %d, column %d): %s", what, key, row, col, msg)
 		}
-		return fmt.Errorf("config: line %d, column %d: %s", row, col, de.Error())
+		return fmt.Errorf("%s: line %d, column %d: %s", what, row, col, de.Error())
 	}
-	return fmt.Errorf("config: %w", err)
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 var typeErr = regexp.MustCompile(`cannot decode TOML (\w+) into .* of type (\S+)$`)

@@ -84,6 +84,9 @@ func (c *Config) validate() error {
 	if t.MaxBytes < 1024 {
 		p.add("config: tarpit.max_bytes: %d: must be at least 1024 (default 10485760)", t.MaxBytes)
 	}
+	if t.DataPace < 1 || t.DataPace > 4096 {
+		p.add("config: tarpit.data_pace: %d: want 1..4096 bytes per stutter (default 16)", t.DataPace)
+	}
 	finals := t.FinalReply.ByReason()
 	for _, reason := range slices.Sorted(maps.Keys(finals)) {
 		switch v := finals[reason]; v {

@@ -126,7 +126,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	d.hooks = dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt, Backend: d.Metrics.Backend}
 	d.tls.Store(tlsCfg != nil)
 	// The grey dialog and the tarpit speak the same words.
-	d.words = smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tlsCfg != nil, int64(cfg.Limits.MaxMessageSize))
+	d.words = NewWords(cfg, tlsCfg != nil)
 	if len(cfg.Traps.Domains) > 0 {
 		// traps.domains are ours: a black host naming another domain
 		// makes a relay attempt.
@@ -346,22 +346,15 @@ func (l *dropLists) set(d *reputation.DropList) {
 // reloadEvery reads the lists in force again every interval until ctx is
 // done. A list that fails to load keeps its last good copy.
 func (l *dropLists) reloadEvery(ctx context.Context, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	clock.Every(ctx, every, func() {
 		l.mu.Lock()
 		d := l.d
 		l.mu.Unlock()
 		if d == nil {
-			continue
+			return
 		}
 		if err := d.Reload(); err != nil {
 			log.Warn("reputation: drop lists: keeping the last good copy", "err", err.Error())
 		}
-	}
+	})
 }

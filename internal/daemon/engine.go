@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"blitiri.com.ar/go/spf"
+
 	"moat/internal/admin"
 	"moat/internal/classify"
 	"moat/internal/clock"
@@ -92,6 +94,25 @@ func NewEngine(cfg *config.Config, st store.Store, c clock.Clock) (*classify.Eng
 	g := greylist.New(greylistConfig(cfg), st, c)
 	eng := classify.New(engineConfig(cfg), st, c, g, ts)
 	eng.SetReputation(reputationPolicy(cfg))
+	return eng, nil
+}
+
+// NewSimEngine is NewEngine for a simulation (moat evaluate): when cfg asks
+// for SPF-aware pools, they ask resolver, which answers from memory, and
+// read time from c. The daemon's own pools ask name servers
+// (loadReputation); DNS lists, network lists and the AS table are never
+// part of a simulation.
+func NewSimEngine(cfg *config.Config, st store.Store, c clock.Clock, resolver spf.DNSResolver) (*classify.Engine, error) {
+	eng, err := NewEngine(cfg, st, c)
+	if err != nil || !cfg.Reputation.SPFPools {
+		return eng, err
+	}
+	rep := reputationPolicy(cfg)
+	// Reserved names (.example) are what a simulation's senders use; its
+	// resolver never leaves the process.
+	rep.Pools = greylist.NewPools(greylist.PoolsConfig{Resolver: resolver, Clock: c,
+		Timeout: cfg.Reputation.DNSBLTimeout.Duration, AskReserved: true})
+	eng.SetReputation(rep)
 	return eng, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"moat/internal/dialog"
 	"moat/internal/greylist"
 	"moat/internal/server"
+	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/tarpit"
 )
@@ -65,6 +66,8 @@ func greylistConfig(cfg *config.Config) greylist.Config {
 		PassTTL:     cfg.Greylist.WhiteTTL.Duration,
 		IPv4Prefix:  cfg.Greylist.IPv4Prefix,
 		IPv6Prefix:  cfg.Greylist.IPv6Prefix,
+
+		PassOnNextRetry: cfg.Greylist.PassOnNextRetry,
 	}
 }
 
@@ -77,9 +80,19 @@ func serverConfig(cfg *config.Config) server.Config {
 	}
 }
 
-func (d *Daemon) tarpitConfig(cfg *config.Config) tarpit.Config {
+// NewWords are the words a configuration speaks with: one Words for the
+// grey dialog and the tarpit, so that both speak alike. tls says STARTTLS
+// is offered.
+func NewWords(cfg *config.Config, tls bool) *smtp.Words {
+	return smtp.NewWords(cfg.Hostname, cfg.Greylist.GreetDelay.Duration > 0, tls, int64(cfg.Limits.MaxMessageSize))
+}
+
+// TarpitConfig is the tarpit the [tarpit] table asks for, speaking words,
+// with the grey dialog's limits: the daemon's, and the one the simulator
+// charges bots with.
+func TarpitConfig(cfg *config.Config, words *smtp.Words) tarpit.Config {
 	return tarpit.Config{
-		Words:       d.words,
+		Words:       words,
 		MaxErrors:   cfg.Limits.MaxErrors,
 		MaxCommands: cfg.Limits.MaxCommands,
 		MaxRcpts:    cfg.Limits.MaxRcpts,
@@ -88,9 +101,17 @@ func (d *Daemon) tarpitConfig(cfg *config.Config) tarpit.Config {
 		MaxBytes:    int64(cfg.Tarpit.MaxBytes),
 		MaxDuration: cfg.Tarpit.MaxDuration.Duration,
 		IdleTimeout: cfg.Tarpit.IdleTimeout.Duration,
+		DataPace:    cfg.Tarpit.DataPace,
 		Finals:      tarpitFinals(cfg.Tarpit.FinalReply),
-		Ours:        d.ours,
 	}
+}
+
+// tarpitConfig is TarpitConfig with our domains: a black host naming
+// another is asking to relay.
+func (d *Daemon) tarpitConfig(cfg *config.Config) tarpit.Config {
+	c := TarpitConfig(cfg, d.words)
+	c.Ours = d.ours
+	return c
 }
 
 // tarpitFinals reads [tarpit.final_reply] into the tarpit's replies by

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"moat/internal/clock"
 	"moat/internal/smtp"
 )
 
@@ -57,15 +58,8 @@ func Probe(ctx context.Context, cfg *Config, be Backend) (smtp.Extensions, bool,
 // report of each result (changed: moat's offer changed). The first probe,
 // at start, is the caller's.
 func Watch(ctx context.Context, cfg *Config, be Backend, report func(ext smtp.Extensions, changed bool, err error)) {
-	t := time.NewTicker(ProbeEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	clock.Every(ctx, ProbeEvery, func() {
 		ext, changed, err := Probe(ctx, cfg, be)
 		report(ext, changed, err)
-	}
+	})
 }

@@ -30,6 +30,11 @@ type Config struct {
 	PassTTL     time.Duration // how long a passed triplet is remembered
 	IPv4Prefix  int           // client network folding for IPv4 (24)
 	IPv6Prefix  int           // client network folding for IPv6 (64)
+	// PassOnNextRetry defers the retry that qualifies once more and
+	// lets the triplet pass at its next attempt, as spamd does: there the
+	// qualifying retry only marks the host, and its scanner whitelists it
+	// for the connection after. It costs every first mail one more retry.
+	PassOnNextRetry bool
 }
 
 // Outcome is what the greylist says of one attempt.
@@ -135,6 +140,13 @@ func (g *Greylist) check(t store.Triplet) (Result, error) {
 		return Result{Outcome: Defer, Reason: "retry too soon (" + age.Round(time.Second).String() + ")", Triplet: t, Delay: age}, g.st.PutTriplet(t, a)
 	}
 	a.Expires = now.Add(cfg.PassTTL)
+	if cfg.PassOnNextRetry {
+		r, wait, first, err := g.qualify(t, a, age)
+		if wait || err != nil {
+			return r, err
+		}
+		passedBefore = !first
+	}
 	return Result{Outcome: Pass, Reason: "retried after " + age.Round(time.Second).String(), Triplet: t, Delay: age, FirstPass: !passedBefore},
 		g.st.PutTriplet(t, a)
 }
@@ -154,6 +166,40 @@ func (g *Greylist) Keep(t store.Triplet) error {
 		return g.st.PutTriplet(t, a)
 	}
 	return nil
+}
+
+// qualifiedKind is the store record kind that marks a triplet whose retry
+// qualified under PassOnNextRetry: its next attempt passes. The record
+// lives as long as the triplet (PassTTL from the last qualifying attempt);
+// its value says whether the triplet has passed since.
+const qualifiedKind = "qualified"
+
+var (
+	qualified = []byte{0} // deferred once, not passed yet
+	passed    = []byte{1} // passed since
+)
+
+// qualify applies PassOnNextRetry to a retry that came late enough (a, with
+// its new expiry): the first such retry is deferred and marks the triplet;
+// from then on its attempts pass. wait says the attempt was deferred, first
+// that this is the triplet's first pass.
+func (g *Greylist) qualify(t store.Triplet, a store.Attempt, age time.Duration) (r Result, wait, first bool, err error) {
+	id := t.ID().String()
+	v, marked, err := g.st.Get(qualifiedKind, id)
+	if err != nil {
+		return Result{Outcome: Defer, Reason: "store unavailable", Triplet: t}, true, false, err
+	}
+	if !marked {
+		if err := g.st.Put(qualifiedKind, id, qualified, a.Expires); err != nil {
+			return Result{Outcome: Defer, Reason: "store unavailable", Triplet: t}, true, false, err
+		}
+		r = Result{Outcome: Defer, Reason: "retry qualified after " + age.Round(time.Second).String() + ", passes at the next attempt", Triplet: t, Delay: age}
+		return r, true, false, g.st.PutTriplet(t, a)
+	}
+	if err := g.st.Put(qualifiedKind, id, passed, a.Expires); err != nil {
+		return Result{Outcome: Defer, Reason: "store unavailable", Triplet: t}, true, false, err
+	}
+	return Result{}, false, len(v) == 1 && v[0] == qualified[0], nil
 }
 
 // NormalizeSender folds the parts of an envelope sender that change from

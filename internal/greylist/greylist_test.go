@@ -284,3 +284,44 @@ func TestFirstPassCarriesTheDelay(t *testing.T) {
 		t.Errorf("a second pass of the same triplet is marked as its first")
 	}
 }
+
+// TestPassOnNextRetry: with spamd's rule the first retry that qualifies is
+// deferred, the attempt after it passes, and so does every later one; a
+// retry too soon does not qualify, and another triplet is not marked.
+func TestPassOnNextRetry(t *testing.T) {
+	cfg := testConfig
+	cfg.MinRetry = 25 * time.Minute
+	cfg.RetryWindow = 4 * time.Hour
+	cfg.PassOnNextRetry = true
+	g, _, clk := newTest(t, cfg)
+	const ip, from, to = "192.0.2.7", "alice@example.org", "bob@example.net"
+	check(t, g, ip, from, to, Defer)
+	clk.Advance(10 * time.Minute)
+	if r := check(t, g, ip, from, to, Defer); r.Reason != "retry too soon (10m0s)" {
+		t.Errorf("early retry: reason %q", r.Reason)
+	}
+	clk.Advance(20 * time.Minute)
+	if r := check(t, g, ip, from, to, Defer); r.Reason != "retry qualified after 30m0s, passes at the next attempt" {
+		t.Errorf("qualifying retry: reason %q", r.Reason)
+	}
+	check(t, g, ip, "carol@example.org", to, Defer)
+	// The next attempt may come after the first attempt's window: the
+	// qualified triplet lives for the pass TTL.
+	clk.Advance(5 * time.Hour)
+	if r := check(t, g, ip, from, to, Pass); !r.FirstPass || r.Delay != 5*time.Hour+30*time.Minute {
+		t.Errorf("the pass after the qualifying retry: FirstPass %v, Delay %v; want true, 5h30m", r.FirstPass, r.Delay)
+	}
+	clk.Advance(24 * time.Hour)
+	if r := check(t, g, ip, from, to, Pass); r.FirstPass {
+		t.Errorf("a later pass of the same triplet is marked as its first")
+	}
+	check(t, g, ip, "carol@example.org", to, Defer)
+}
+
+// TestPassOnNextRetryOff: without the option the qualifying retry passes.
+func TestPassOnNextRetryOff(t *testing.T) {
+	g, _, clk := newTest(t, testConfig)
+	check(t, g, "192.0.2.7", "alice@example.org", "bob@example.net", Defer)
+	clk.Advance(2 * time.Minute)
+	check(t, g, "192.0.2.7", "alice@example.org", "bob@example.net", Pass)
+}

@@ -62,8 +62,9 @@ type PoolsConfig struct {
 	Clock    clock.Clock   // default clock.Real
 	// Resolver overrides Servers (tests).
 	Resolver spf.DNSResolver
-	// AskReserved lets tests on loopback use reserved names (.test);
-	// moat itself never asks about them.
+	// AskReserved lets tests on loopback, and simulations whose
+	// Resolver answers from memory, use reserved names (.test,
+	// .example); moat itself never asks about them.
 	AskReserved bool
 }
 

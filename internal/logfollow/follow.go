@@ -1,9 +1,10 @@
 // Package logfollow reads what the mail system's programs write to their
 // logs: it follows a log file through rotation, keeping its place in the
 // store, and it reads the fixed part of each line — the syslog or
-// maillog_file header, the program's tag, Postfix's reject records — so
-// that the packages that weigh the lines (traps, reputation) never search
-// one.
+// maillog_file header, the program's tag, Postfix's reject records and the
+// records that trace a session and its queued messages — so that the
+// packages that weigh the lines (traps, reputation, the simulator's log
+// replay) never search one.
 //
 // A log line mixes what a program wrote with what a client sent: a
 // Message-ID, a HELO name, an envelope address. Anything after the first
@@ -15,14 +16,17 @@ package logfollow
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"moat/internal/store"
@@ -269,6 +273,31 @@ func (f *Follower) read() {
 
 // ReadLines hands every line of r to fn, without its end of line, as a
 // Follower does; a last line without a newline is handed over too. It
+// ReadFile reads a whole log file once, gzip-compressed when its name ends
+// in .gz (as logrotate leaves the older ones), and calls fn for every
+// line. It returns the number of lines read; an error names the file.
+func ReadFile(path string, fn func(line string)) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	n, err := ReadLines(r, fn)
+	if err != nil {
+		return n, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
+}
+
 // returns the number of lines, overlong ones (skipped) included.
 func ReadLines(r io.Reader, fn func(string)) (int, error) {
 	rd := &reader{line: fn}

@@ -35,6 +35,9 @@ type Feedback struct {
 	Verdict Verdict
 	Score   float64 // the filter's own score, for the record; 0 if unknown
 	Source  string  // "rspamd", "spamassassin", "postfix", "api:…"
+	// QueueID is the mail server's queue id of the message, where the
+	// filter writes it among its own fields (rspamd's qid); "" if not.
+	QueueID string
 }
 
 func (f Feedback) String() string {
@@ -189,8 +192,10 @@ func parseRspamd(line string) (Feedback, bool) {
 	if !ok || !strings.HasSuffix(mid, ">,") {
 		return Feedback{}, false
 	}
+	var qid string
 	if q, ok := strings.CutPrefix(rest, "qid: <"); ok {
-		qid, after, ok := strings.Cut(q, ">, ")
+		var after string
+		qid, after, ok = strings.Cut(q, ">, ")
 		if !ok || strings.ContainsAny(qid, " <>") {
 			return Feedback{}, false
 		}
@@ -231,7 +236,7 @@ func parseRspamd(line string) (Feedback, bool) {
 	}
 	score, _, _ := strings.Cut(scores, "/")
 	sc, _ := strconv.ParseFloat(score, 64)
-	return Feedback{IP: ip, Verdict: v, Score: sc, Source: FormatRspamd}, true
+	return Feedback{IP: ip, Verdict: v, Score: sc, Source: FormatRspamd, QueueID: qid}, true
 }
 
 // rspamdTaskLog returns what follows "rspamd_task_write_log: " in a line

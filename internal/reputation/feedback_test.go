@@ -155,3 +155,17 @@ func TestParseLine(t *testing.T) {
 		}
 	}
 }
+
+// TestParseLineQueueID: rspamd's qid, its own field before the client's,
+// names the message; a line without one names none.
+func TestParseLineQueueID(t *testing.T) {
+	for line, want := range map[string]string{
+		`2025-01-01 10:00:00.123 #1(rspamd_proxy) <a>; proxy; rspamd_task_write_log: id: <x>, qid: <Q1A2B3>, ip: 192.0.2.11, (default: F (no action): [-0.10/15.00] [A(0.00){}]), len: 5`: "Q1A2B3",
+		`Jan  1 10:00:00 mx rspamd[77]: <8c7f1a>; task; rspamd_task_write_log: id: <x>, ip: 2001:db8::5, from: <a@b>, (default: T (add header): [7.20/15.00] [X(1.0){}]), len: 5`:         "",
+	} {
+		fb, ok := ParseLine(FormatRspamd, line)
+		if !ok || fb.QueueID != want {
+			t.Errorf("%q: queue id %q (%v), want %q", line, fb.QueueID, ok, want)
+		}
+	}
+}

@@ -93,7 +93,7 @@ func TestCheckParams(t *testing.T) {
 // the smaller of the two limits; the EHLO reply says exactly that.
 func TestWordsLearn(t *testing.T) {
 	w := NewWords("mx.test", false, true, 5000)
-	if got := w.Offer().EHLO(false); got != "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 5000\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n" {
+	if got := w.Offer().EHLO(false); got != "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 5000\r\n250-VRFY\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n" {
 		t.Errorf("first offer %q", got)
 	}
 	if w.Learn(Extensions{Size: 9000, EightBit: true, SMTPUTF8: true, DSN: true, StartTLS: true}) {
@@ -106,10 +106,10 @@ func TestWordsLearn(t *testing.T) {
 	if o.Ext != (Extensions{Size: 3000, StartTLS: true}) {
 		t.Errorf("offer %+v: SMTPUTF8 needs 8BITMIME, the size is the backend's", o.Ext)
 	}
-	if got := o.EHLO(true); got != "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 3000\r\n250 ENHANCEDSTATUSCODES\r\n" {
+	if got := o.EHLO(true); got != "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 3000\r\n250-VRFY\r\n250 ENHANCEDSTATUSCODES\r\n" {
 		t.Errorf("EHLO under TLS %q", got)
 	}
-	if w := NewWords("mx.test", true, false, 0); w.Banner() != "220-mx.test ESMTP\r\n220 mx.test ESMTP\r\n" ||
+	if w := NewWords("mx.test", true, false, 0); w.Banner() != "220-mx.test ESMTP Postfix (Debian/GNU)\r\n220 mx.test ESMTP Postfix (Debian/GNU)\r\n" ||
 		w.BannerFirst()+w.BannerLast() != w.Banner() || strings.Contains(w.Offer().EHLO(false), "SIZE") {
 		t.Errorf("split banner %q, or SIZE offered without a limit", w.Banner())
 	}

@@ -14,7 +14,7 @@ func TestWordsReshape(t *testing.T) {
 		t.Fatalf("before: first %q, offer %+v", w.BannerFirst(), w.Offer().Ext)
 	}
 	w.Reshape(false, true, 100)
-	if w.BannerFirst() != "" || w.Banner() != "220 mx.example.org ESMTP\r\n" {
+	if w.BannerFirst() != "" || w.Banner() != "220 mx.example.org ESMTP Postfix (Debian/GNU)\r\n" {
 		t.Errorf("after a reshape without a greet delay: banner %q, first %q; want one line", w.Banner(), w.BannerFirst())
 	}
 	want := Extensions{EightBit: true, Size: 100, StartTLS: true}

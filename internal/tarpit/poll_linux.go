@@ -151,8 +151,10 @@ func (t *Tarpit) readable(fd int32, hup bool, buf []byte) {
 	if s.closed || s.fd != fd {
 		return
 	}
-	if s.owing() {
-		// The client hung up while we owe it bytes: it left, and so do we.
+	if s.owing() || s.reading() {
+		// The client hung up while we owe it bytes, or while its
+		// message is being read at the tarpit's pace: it left, and so
+		// do we.
 		if hup {
 			s.shutLocked()
 		}
@@ -190,6 +192,42 @@ func peek(fd int32, buf []byte) (int, error) {
 		return 0, errno
 	}
 	return int(r), nil
+}
+
+// errAgain is what peekRaw returns when nothing is there to read yet.
+var errAgain error = unix.EAGAIN
+
+// peekRaw is peek for the scheduler: a raw system call, which never
+// blocks (MSG_DONTWAIT) and so need not tell the runtime (see writeOne).
+func peekRaw(fd int32, buf []byte) (int, error) {
+	r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	switch errno {
+	case 0:
+		return int(r), nil
+	case unix.EAGAIN, unix.EINTR:
+		return 0, errAgain
+	}
+	return 0, errno
+}
+
+// consumeRaw takes len(buf) bytes that peekRaw saw out of the socket.
+func consumeRaw(fd int32, buf []byte) error {
+	_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// shrinkReceive makes the kernel's receive buffer of a held connection
+// small: a bot whose message is read at DataPace bytes a Stutter keeps the
+// rest in its own send buffer, not in this machine's memory. The kernel
+// rounds it up to its minimum (about 2 KiB).
+func shrinkReceive(fd int32) {
+	unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 1024)
 }
 
 // writeOne writes one stuttered byte without blocking. again means the

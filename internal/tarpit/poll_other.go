@@ -2,7 +2,10 @@
 
 package tarpit
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // poller is absent where there is no epoll: newPoller returns nil and every
 // connection takes the goroutine path (stream.go), paced by the same
@@ -18,3 +21,8 @@ func (p *poller) wake()                       {}
 func (p *poller) close() error                { return nil }
 func (p *poller) run(*Tarpit)                 {}
 func writeOne(int32, []byte) (bool, error)    { return false, nil }
+func peekRaw(int32, []byte) (int, error)      { return 0, errAgain }
+func consumeRaw(int32, []byte) error          { return nil }
+func shrinkReceive(int32)                     {}
+
+var errAgain = errors.New("tarpit: no descriptors here")

@@ -132,13 +132,15 @@ func (t *Tarpit) schedule() {
 	}
 }
 
-// tick writes the next byte s owes. A descriptor is written here, without
-// blocking; a streamed connection is told to write it itself, since a
-// net.Conn write may block and must not stall every other connection.
+// tick writes the next byte s owes, or reads the next DataPace bytes of
+// the message it is sending. A descriptor is written or read here, without
+// blocking; a streamed connection is told to do it itself, since a
+// net.Conn write or read may block and must not stall every other
+// connection.
 func (t *Tarpit) tick(s *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.out == "" {
+	if s.closed || s.out == "" && !s.reading() {
 		return
 	}
 	if s.fd < 0 {
@@ -146,6 +148,10 @@ func (t *Tarpit) tick(s *session) {
 		case s.tick <- struct{}{}:
 		default:
 		}
+		return
+	}
+	if s.reading() {
+		t.readPaced(s)
 		return
 	}
 	t.one[0] = s.out[s.off]
@@ -164,4 +170,34 @@ func (t *Tarpit) tick(s *session) {
 	default:
 		s.settle(t.now())
 	}
+}
+
+// readPaced reads the next DataPace bytes of the message an fd-mode session
+// is sending, as readable reads commands: it peeks, feeds the dialog and
+// consumes exactly what the dialog used, so that what follows the end of
+// the message stays in the kernel. Nothing there yet: try again next
+// Stutter (the idle timeout ends a client that stopped sending).
+func (t *Tarpit) readPaced(s *session) {
+	n, err := peekRaw(s.fd, t.data[:t.limits().DataPace])
+	switch {
+	case err == errAgain:
+		t.wheel.push(s)
+		return
+	case err != nil || n == 0:
+		s.shutLocked()
+		return
+	}
+	t.paced.Add(1)
+	now := t.now()
+	k := s.take(t.data[:n], now)
+	if s.closed {
+		return
+	}
+	if k > 0 {
+		if err := consumeRaw(s.fd, t.data[:k]); err != nil {
+			s.shutLocked()
+			return
+		}
+	}
+	s.settle(now)
 }

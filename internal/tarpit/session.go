@@ -63,6 +63,12 @@ func (s *session) inMail() bool { return s.stage >= stageMail }
 // more input: a reply to stutter or bytes to process.
 func (s *session) owing() bool { return s.out != "" || len(s.pending) > 0 }
 
+// reading reports a session whose client is sending a message that the
+// tarpit reads at its own pace, DataPace bytes a Stutter: it waits in the
+// wheel, not in the poll loop. (A field would cost the held connection a
+// word; the state says it already.)
+func (s *session) reading() bool { return s.dot != dotCommand && s.out == "" }
+
 // take feeds p to the dialog and enforces MaxBytes. It returns the number of
 // bytes used; the rest must be offered again once the reply is out.
 func (s *session) take(p []byte, now int64) int {
@@ -101,7 +107,10 @@ func (s *session) settle(now int64) {
 		return
 	}
 	p := s.t.poll
-	if s.out != "" {
+	if s.out != "" || s.dot != dotCommand {
+		// A reply to stutter, or a message to read at DataPace bytes a
+		// Stutter: either way the scheduler paces it, and the client's
+		// bytes wait in the kernel.
 		if s.armed {
 			if err := p.arm(s.fd, false); err != nil {
 				s.shutLocked()

@@ -40,8 +40,22 @@ func (s *session) serve() {
 			}
 			continue
 		}
+		want := buf[:]
+		if s.dot != dotCommand {
+			// A message is read DataPace bytes a Stutter, when the
+			// scheduler says so.
+			t.wheel.push(s)
+			s.mu.Unlock()
+			<-s.tick
+			s.mu.Lock()
+			if s.closed {
+				return
+			}
+			want = buf[:min(len(buf), t.limits().DataPace)]
+			t.paced.Add(1)
+		}
 		s.mu.Unlock()
-		n, err := s.conn.Read(buf[:])
+		n, err := s.conn.Read(want)
 		s.mu.Lock()
 		if s.closed {
 			return

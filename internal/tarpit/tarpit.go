@@ -8,14 +8,18 @@
 // black: a proven bot is told its message was queued, a host listed for a
 // weaker reason to try again later, so a mistake costs a delay, never a
 // message), the stutter (every byte of every reply, banner included, goes
-// out one byte per Stutter) and the bookkeeping of held connections. It must never deliver, store or forward anything a client
+// out one byte per Stutter, and a message is read DataPace bytes per
+// Stutter, so a bot waits for its last word as long as the message is long)
+// and the bookkeeping of held connections. It must never deliver, store or forward anything a client
 // sends: there is no code path from here to the backend, the tarpit never
 // dials out, and DATA content is discarded as it arrives.
 //
 // The cost of a held connection is designed, not discovered, after OpenBSD
 // spamd: one poll loop reads for every held connection, one scheduler writes
 // every stuttered byte, and a connection is a small fixed struct with no
-// goroutine, no buffer of its own and no timer. On Linux the loop is an epoll
+// goroutine, no buffer of its own and no timer; its kernel receive buffer is
+// made as small as the kernel allows, so a message read slowly waits in the
+// bot's send buffer rather than in ours. On Linux the loop is an epoll
 // loop over the sockets' descriptors; elsewhere, and for connections that are
 // not *net.TCPConn, a goroutine per connection reads while the same scheduler
 // paces its writes.
@@ -46,6 +50,10 @@ const (
 	DefaultMaxBytes    = 10 << 20
 	DefaultMaxDuration = 30 * time.Minute
 	DefaultIdleTimeout = 5 * time.Minute
+	DefaultDataPace    = 16
+	// maxDataPace bounds DataPace: the scheduler reads a held message
+	// into one buffer of that size.
+	maxDataPace = 4096
 )
 
 // Config sets the tarpit's limits. Zero fields take the defaults above;
@@ -68,6 +76,11 @@ type Config struct {
 	MaxBytes    int64         // bytes a client may send before it is dropped; default 10 MiB
 	MaxDuration time.Duration // how long a client may stay in all; default 30m
 	IdleTimeout time.Duration // no complete line for this long while we owe nothing: drop; default 5m
+	// DataPace is how many bytes of a message the tarpit reads per
+	// Stutter; default 16, at most 4096. A bot that sends a message
+	// waits for its end to be read before it hears "queued": at 16
+	// bytes a second a 3,000-byte spam costs it three more minutes.
+	DataPace int
 
 	// Finals is the reply at the end of DATA by why the host is black.
 	// A source it does not name gets Accept when it proves a bot
@@ -201,6 +214,7 @@ type Tarpit struct {
 	wheel wheel
 	poll  *poller // nil where there is no epoll: every connection streams
 	one   [1]byte // the scheduler's write buffer; only the scheduler touches it
+	data  []byte  // the scheduler's read buffer for paced messages: maxDataPace bytes, DataPace used
 
 	qidSeed uint64
 	qidSeq  atomic.Uint64
@@ -214,6 +228,7 @@ type Tarpit struct {
 	sumStart int64      // sum of start over sessions, for HeldSeconds
 	finished int64      // nanoseconds held by connections that ended
 
+	paced    atomic.Uint64 // reads of messages at DataPace, for tests and nothing else
 	refused  atomic.Uint64
 	total    atomic.Uint64
 	messages [3]atomic.Uint64 // by the class of the last reply: 2xx, 4xx, 5xx
@@ -266,6 +281,8 @@ func newTarpit(cfg Config, ev Events) (*Tarpit, error) {
 		base:    time.Now(),
 		qidSeed: randSeed(),
 		quit:    make(chan struct{}),
+		// As large as DataPace may be made by a reload.
+		data: make([]byte, maxDataPace),
 	}
 	t.lim.Store(&cfg)
 	t.wheel.init(t, int64(cfg.Stutter))
@@ -286,6 +303,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxErrors", int64(cfg.MaxErrors)},
 		{"MaxCommands", int64(cfg.MaxCommands)},
 		{"MaxRcpts", int64(cfg.MaxRcpts)},
+		{"DataPace", int64(cfg.DataPace)},
 	} {
 		if l.v < 0 {
 			return cfg, fmt.Errorf("tarpit: %s is negative (%d): use 0 for the default", l.name, l.v)
@@ -305,6 +323,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.DataPace == 0 {
+		cfg.DataPace = DefaultDataPace
+	}
+	if cfg.DataPace > maxDataPace {
+		return cfg, fmt.Errorf("tarpit: DataPace %d: at most %d bytes per stutter", cfg.DataPace, maxDataPace)
 	}
 	cfg.MaxErrors = cmp.Or(cfg.MaxErrors, 10)
 	cfg.MaxCommands = cmp.Or(cfg.MaxCommands, 1000)
@@ -326,8 +350,8 @@ func (cfg Config) withDefaults() (Config, error) {
 }
 
 // SetLimits replaces the limits (Stutter, MaxConns, MaxBytes, MaxDuration,
-// IdleTimeout and the dialog's MaxErrors, MaxCommands, MaxRcpts), the
-// final replies (Finals) and our domains (Ours) while connections are
+// IdleTimeout, DataPace and the dialog's MaxErrors, MaxCommands, MaxRcpts),
+// the final replies (Finals) and our domains (Ours) while connections are
 // held: a reload. Nothing held is closed for it; each
 // limit applies from its next check (a lower MaxConns refuses new
 // connections until enough have left, a shorter MaxDuration ends the
@@ -368,34 +392,17 @@ func (t *Tarpit) now() int64 { return int64(time.Since(t.base)) }
 func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
 	now := t.now()
 	s := &session{
-		t:       t,
-		conn:    conn,
-		client:  client,
-		fd:      -1,
-		start:   now,
-		idle:    now,
-		rcpts:   uint16(min(max(st.Rcpts, 0), math.MaxUint16)),
-		pending: st.Pending,
-		source:  st.Source & 0x0f,
+		t:      t,
+		conn:   conn,
+		client: client,
+		fd:     -1,
+		start:  now,
+		idle:   now,
 	}
-	switch {
-	case st.InMail && st.UTF8:
-		s.stage = stageMailUTF8
-	case st.InMail:
-		s.stage = stageMail
-	case st.Helo:
-		s.stage = stageHelo
-	}
-	s.out = st.Reply
-	if !st.Greeted {
-		s.out = t.words.Banner() + st.Reply
-	}
-	if len(s.out) > math.MaxUint16 {
-		// Replies are short; the write offset is 16 bits.
-		s.out = s.out[:math.MaxUint16]
-	}
+	s.begin(st)
 	if fd, ok := t.poll.fdOf(conn); ok {
 		s.fd = fd
+		shrinkReceive(fd)
 	} else {
 		s.tick = make(chan struct{}, 1)
 	}
@@ -421,6 +428,30 @@ func (t *Tarpit) Hold(conn net.Conn, client netip.Addr, st Start) bool {
 	}
 	s.settle(now)
 	return true
+}
+
+// begin puts a new session where st says the dialog stands, owing its
+// client what st says it is owed first.
+func (s *session) begin(st Start) {
+	s.rcpts = uint16(min(max(st.Rcpts, 0), math.MaxUint16))
+	s.pending = st.Pending
+	s.source = st.Source & 0x0f
+	switch {
+	case st.InMail && st.UTF8:
+		s.stage = stageMailUTF8
+	case st.InMail:
+		s.stage = stageMail
+	case st.Helo:
+		s.stage = stageHelo
+	}
+	s.out = st.Reply
+	if !st.Greeted {
+		s.out = s.t.words.Banner() + st.Reply
+	}
+	if len(s.out) > math.MaxUint16 {
+		// Replies are short; the write offset is 16 bits.
+		s.out = s.out[:math.MaxUint16]
+	}
 }
 
 // register adds s to the held set, unless the tarpit is full or closed.

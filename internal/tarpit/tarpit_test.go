@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"moat/internal/smtp"
 	"moat/internal/store"
 )
 
@@ -24,8 +25,8 @@ const (
 
 var (
 	// The grey dialog's words, with no greet delay and no STARTTLS.
-	banner = "220 " + testHost + " ESMTP\r\n"
-	ehlo   = "250-" + testHost + "\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n"
+	banner = "220 " + testHost + " ESMTP Postfix (Debian/GNU)\r\n"
+	ehlo   = "250-" + testHost + "\r\n250-PIPELINING\r\n250-VRFY\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n"
 	// queued stands for the end-of-DATA reply; its ID is checked by pattern.
 	queued = "250 2.0.0 Ok: queued as " + qidMark + "\r\n"
 )
@@ -306,6 +307,31 @@ func TestDataEndsOnlyAtCRLFDotCRLF(t *testing.T) {
 			c.send("QUIT\r\n")
 			c.expect(queued + "221 2.0.0 Bye\r\n")
 			c.expectEOF()
+		})
+	}
+}
+
+// TestDataPaced: a message is read DataPace bytes a Stutter, however fast
+// the bot sends it: a message sent in one write takes a read for every 4
+// of its bytes, and its end is still found.
+func TestDataPaced(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, Config{DataPace: 4}, Events{}, mode, nil)
+			c := r.dial(t)
+			runScript(t, c, []step{
+				{"", banner},
+				{"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
+					"250 " + testHost + "\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"},
+			})
+			msg := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz\r\n", 10) + ".\r\n"
+			c.send(msg + "QUIT\r\n")
+			c.expect(queued + "221 2.0.0 Bye\r\n")
+			c.expectEOF()
+			if n, want := r.tp.paced.Load(), uint64(len(msg)+3)/4; n < want {
+				t.Errorf("%d paced reads for a %d-byte message at 4 bytes each, want %d", n, len(msg), want)
+			}
 		})
 	}
 }
@@ -897,5 +923,62 @@ func TestSetLimitsFinals(t *testing.T) {
 	})
 	if err := r.tp.SetLimits(Config{Finals: map[store.Source]Final{store.SourceDNSBL: 7}}); err == nil {
 		t.Error("SetLimits took a final reply that is none of Accept, Defer, Reject")
+	}
+}
+
+// TestReplay: the cost of a session is the bytes of the tarpit's own
+// replies to it, banner included, at one byte per stutter.
+func TestReplay(t *testing.T) {
+	cfg := Config{Hostname: "mx.example", Stutter: time.Second}
+	script := "EHLO bot\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nSubject: x\r\n\r\nbuy\r\n.\r\nQUIT\r\n"
+	c, err := Replay(cfg, Start{Source: store.SourceTrap}, []byte(script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := newTarpit(cfg, Events{})
+	want := len(tp.words.Banner()) + len(tp.words.Offer().EHLO(false)) + len(smtp.ReplyMailOK) + len(smtp.ReplyRcptOK) +
+		len(smtp.ReplyData) + len(queuedPrefix) + queueIDLen + 2 + len(smtp.ReplyBye)
+	// "Subject: x\r\n\r\nbuy\r\n.\r\n" is 22 bytes: two reads of 16.
+	if c.Bytes != want || c.Reads != 2 || c.Time != time.Duration(want+2)*time.Second || c.Messages != 1 {
+		t.Errorf("Replay = %+v, want %d bytes, 2 reads, %ds, 1 message", c, want, want+2)
+	}
+	// A host black for a weaker reason is told 451 at the end of DATA:
+	// its sender keeps the message.
+	c, _ = Replay(cfg, Start{Source: store.SourceDNSBL}, []byte(script))
+	if wantD := want - (len(queuedPrefix) + queueIDLen + 2) + len(ReplyDeferred); c.Bytes != wantD || c.Messages != 0 || c.Deferred != 1 || c.Refused != 0 {
+		t.Errorf("Replay for a DNSBL-listed host = %+v, want %d bytes, no message queued, 1 deferred", c, wantD)
+	}
+	cfg.Finals = map[store.Source]Final{store.SourceDNSBL: Reject}
+	if c, _ = Replay(cfg, Start{Source: store.SourceDNSBL}, []byte(script)); c.Messages != 0 || c.Deferred != 0 || c.Refused != 1 {
+		t.Errorf("Replay with dnsbl = reject: %+v, want 1 refused", c)
+	}
+	cfg.Finals = nil
+	// A session moved here mid-dialog owes only its reply, then the rest.
+	c, _ = Replay(cfg, Start{Greeted: true, InMail: true, Reply: smtp.ReplyRcptOK}, []byte("QUIT\r\n"))
+	if c.Bytes != len(smtp.ReplyRcptOK)+len(smtp.ReplyBye) {
+		t.Errorf("greeted Replay = %d bytes, want %d", c.Bytes, len(smtp.ReplyRcptOK)+len(smtp.ReplyBye))
+	}
+	// A message takes one stutter per DataPace bytes.
+	cfg.DataPace = 4
+	if c, _ := Replay(cfg, Start{}, []byte(script)); c.Reads != 6 {
+		t.Errorf("Replay at 4 bytes a stutter: %d reads, want 6", c.Reads)
+	}
+	// MaxDuration bounds the time.
+	cfg.MaxDuration = time.Minute
+	if c, _ := Replay(cfg, Start{}, []byte(script)); c.Time != time.Minute {
+		t.Errorf("Replay time = %s, want the 1m cap", c.Time)
+	}
+}
+
+// TestReplayCut: a message whose "queued" reply would come after
+// MaxDuration is not one the client believes it sent.
+func TestReplayCut(t *testing.T) {
+	cfg := Config{Hostname: "mx.example", Stutter: time.Second, MaxDuration: 100 * time.Second}
+	c, err := Replay(cfg, Start{Source: store.SourceTrap}, []byte("EHLO bot\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Messages != 0 || c.Deferred != 0 || c.Time != 100*time.Second {
+		t.Errorf("Replay = %+v, want no message and the 100s cap", c)
 	}
 }

@@ -43,7 +43,7 @@ func talk(s *session, lines ...string) []string {
 func TestWordsAreTheGreyDialogs(t *testing.T) {
 	w := smtp.NewWords("mx.test", true, true, 50000)
 	s := newWordsSession(t, Config{Words: w})
-	if got, want := w.Banner(), "220-mx.test ESMTP\r\n220 mx.test ESMTP\r\n"; got != want {
+	if got, want := w.Banner(), "220-mx.test ESMTP Postfix (Debian/GNU)\r\n220 mx.test ESMTP Postfix (Debian/GNU)\r\n"; got != want {
 		t.Fatalf("banner %q, want %q (multi-line, as the grey dialog's with a greet delay)", got, want)
 	}
 	got := talk(s, "EHLO bot", "STARTTLS")

@@ -1,11 +1,8 @@
 package traps
 
 import (
-	"compress/gzip"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"regexp"
 	"strings"
 
@@ -125,27 +122,9 @@ func plainAddr(s string) (string, bool) {
 // in .gz) and calls fn for every rejection in it. It returns the number of
 // lines read.
 func MineFile(path string, m *LineMatcher, fn func(Observation)) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", path, err)
-		}
-		defer zr.Close()
-		r = zr
-	}
-	n, err := logfollow.ReadLines(r, func(line string) {
+	return logfollow.ReadFile(path, func(line string) {
 		if o, ok := m.Match(line); ok {
 			fn(o)
 		}
 	})
-	if err != nil {
-		return n, fmt.Errorf("%s: %w", path, err)
-	}
-	return n, nil
 }

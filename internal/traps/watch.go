@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"moat/internal/clock"
 	"moat/internal/store"
 )
 
@@ -13,18 +14,11 @@ import (
 // traps added on another moat sharing the store apply here too. A failed
 // reload keeps the last list and is logged; the next tick tries again.
 func (s *Set) Watch(ctx context.Context, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			// An unreachable store says so itself, once per
-			// outage; the set keeps the traps it last read.
-			if err := s.Reload(); err != nil && !errors.Is(err, store.ErrUnavailable) {
-				log.Warn("traps: reload", "err", err.Error())
-			}
+	clock.Every(ctx, every, func() {
+		// An unreachable store says so itself, once per outage; the
+		// set keeps the traps it last read.
+		if err := s.Reload(); err != nil && !errors.Is(err, store.ErrUnavailable) {
+			log.Warn("traps: reload", "err", err.Error())
 		}
-	}
+	})
 }

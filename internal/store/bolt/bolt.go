@@ -10,6 +10,9 @@
 //
 // This package never blocks a read on the disk, never panics on a damaged
 // file (it says which file and what to do), and never lets a bbolt type out.
+//
+// Memory is the same store without its file, for simulations that build a
+// store per run and must not pay for a disk they do not need.
 package bolt
 
 import (
@@ -111,6 +114,14 @@ var _ store.Store = (*Store)(nil)
 // another process holds the file, and with an error that says what to do if
 // the file is damaged or not a moat store.
 func Open(path string, opt Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("store: open: no file name")
+	}
+	return open(path, opt)
+}
+
+// open opens the store at path, or a memory store when path is "".
+func open(path string, opt Options) (*Store, error) {
 	if opt.FlushInterval <= 0 {
 		opt.FlushInterval = defaultFlushInterval
 	}
@@ -123,9 +134,12 @@ func Open(path string, opt Options) (*Store, error) {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	db, err := openDB(path, false)
-	if err != nil {
-		return nil, err
+	var db *bbolt.DB
+	if path != "" {
+		var err error
+		if db, err = openDB(path, false); err != nil {
+			return nil, err
+		}
 	}
 	s := &Store{
 		path:         path,
@@ -148,14 +162,29 @@ func Open(path string, opt Options) (*Store, error) {
 		done:         make(chan struct{}),
 	}
 	for i := range s.shards {
+		s.shards[i].m = make(map[tkey]tval)
 		s.shards[i].dirty = make(map[tkey]struct{})
 	}
-	if err := s.load(); err != nil {
-		closeQuietly(db)
-		return nil, err
+	if db != nil {
+		if err := s.load(); err != nil {
+			closeQuietly(db)
+			return nil, err
+		}
 	}
 	go s.run()
 	return s, nil
+}
+
+// Memory returns a store that keeps everything in memory only, with no
+// file: the same store, minus its disk. It is for simulations (moat
+// evaluate), which build many stores that must not outlive them; nothing
+// in it survives Close.
+func Memory(opt Options) *Store {
+	s, err := open("", opt)
+	if err != nil {
+		panic("bolt: a memory store cannot fail to open: " + err.Error())
+	}
+	return s
 }
 
 // Close commits what is pending and closes the file. Writes racing with
@@ -167,7 +196,9 @@ func (s *Store) Close() error {
 		close(s.quit)
 		<-s.done
 		err := s.finalErr
-		if cerr := s.db.Close(); err == nil && cerr != nil {
+		if s.db == nil {
+			// A memory store has no file.
+		} else if cerr := s.db.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("store: close %s: %w", s.path, cerr)
 		}
 		s.closeErr = err

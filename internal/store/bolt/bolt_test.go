@@ -37,6 +37,23 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestMemoryConformance: the memory store is the same store without its
+// file, and keeps the same contract.
+func TestMemoryConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, c *clock.Fake) store.Store {
+		return Memory(Options{Clock: c})
+	})
+}
+
+// TestOpenNoPath: an empty file name is an error, never a memory store
+// by accident.
+func TestOpenNoPath(t *testing.T) {
+	if s, err := Open("", Options{}); err == nil {
+		s.Close()
+		t.Fatal("Open(\"\") succeeded")
+	}
+}
+
 func TestDurable(t *testing.T) {
 	var path string
 	storetest.RunDurable(t,

@@ -19,6 +19,9 @@ func (s *Store) Flush(ctx context.Context) error {
 	if s.closed.Load() {
 		return errClosed
 	}
+	if s.db == nil {
+		return nil // Memory: nothing is ever written
+	}
 	r := make(chan error, 1)
 	select {
 	case s.flushReq <- r:
@@ -266,7 +269,8 @@ func (s *Store) putBack(b *batch) {
 // the whole batch, whatever its size.
 func (s *Store) commit() error {
 	b := s.take()
-	if b.n == 0 {
+	if b.n == 0 || s.db == nil {
+		// Nothing to write, or no file to write it to (Memory).
 		return nil
 	}
 	// bbolt inserts sorted keys far faster than random ones: each leaf

@@ -105,9 +105,6 @@ func (s *Store) load() (err error) {
 		}
 
 		tb := tx.Bucket(bucketTriplets)
-		for i := range s.shards {
-			s.shards[i].m = make(map[tkey]tval)
-		}
 		err = tb.ForEach(func(k, v []byte) error {
 			if len(k) != len(tkey{}) {
 				return bad("triplets", errFormat)

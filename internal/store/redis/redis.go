@@ -33,9 +33,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,102 +207,6 @@ func Open(rawURL string, opt Options) (*Store, error) {
 	return s, nil
 }
 
-// quiet drops go-redis's own log lines: it would write one per failed
-// dial, and an outage is the store's to report, once.
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
-
-var quietOnce sync.Once
-
-// newClient turns the URL into a go-redis client and the number of
-// replicas to wait for. go-redis takes the first host from the URL and
-// further ones from addr= options; the comma list here is what operators
-// write.
-func newClient(raw string, timeout time.Duration) (rdb goredis.UniversalClient, where string, wait int, err error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, "", 0, fmt.Errorf("store: %q: not a URL: %v", raw, err)
-	}
-	where = u.Redacted()
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("store: %s: "+format+" (see docs/redis.md)", append([]any{where}, a...)...)
-	}
-	scheme, mode, _ := strings.Cut(u.Scheme, "-")
-	if scheme != "redis" && scheme != "rediss" || mode != "" && mode != "sentinel" && mode != "cluster" {
-		return nil, "", 0, bad("unknown scheme %q: want redis, rediss, redis-sentinel or redis-cluster", u.Scheme)
-	}
-	hosts := strings.Split(u.Host, ",")
-	if slices.Contains(hosts, "") {
-		return nil, "", 0, bad("empty host")
-	}
-	if mode == "" && len(hosts) > 1 {
-		return nil, "", 0, bad("several hosts: use redis-sentinel:// or redis-cluster://")
-	}
-	q := u.Query()
-	// wait_replicas is moat's, not go-redis's: take it out before
-	// go-redis sees an option it does not know. Sentinel's failover
-	// promotes a replica, and a write the old master acknowledged but
-	// had not passed on yet goes down with it: so with Sentinel, Flush
-	// waits for one replica unless told otherwise.
-	if mode == "sentinel" {
-		wait = 1
-	}
-	if v, ok := q["wait_replicas"]; ok {
-		n, err := strconv.Atoi(v[len(v)-1])
-		if err != nil || n < 0 || n > 16 {
-			return nil, "", 0, bad("wait_replicas=%q: want a number of replicas from 0 to 16", v[len(v)-1])
-		}
-		if n > 0 && mode == "cluster" {
-			return nil, "", 0, bad("wait_replicas: not with Redis Cluster, where a pipeline spans several masters (see docs/redis.md)")
-		}
-		wait = n
-		q.Del("wait_replicas")
-	}
-	for _, h := range hosts[1:] {
-		q.Add("addr", h)
-	}
-	one := *u
-	one.Scheme, one.Host, one.RawQuery = scheme, hosts[0], q.Encode()
-	timeouts := func(dial, read, write *time.Duration, retries *int) {
-		for _, d := range []*time.Duration{dial, read, write} {
-			if *d == 0 {
-				*d = timeout
-			}
-		}
-		// One retry covers a pooled connection that Redis closed; more
-		// would only hold a client longer when Redis is down.
-		if *retries == 0 {
-			*retries = 1
-		}
-	}
-	switch mode {
-	case "sentinel":
-		o, err := goredis.ParseFailoverURL(one.String())
-		if err != nil {
-			return nil, "", 0, bad("%v", err)
-		}
-		if o.MasterName == "" {
-			return nil, "", 0, bad("Sentinel needs the master's name: add ?master_name=NAME")
-		}
-		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries)
-		return goredis.NewFailoverClient(o), where, wait, nil
-	case "cluster":
-		o, err := goredis.ParseClusterURL(one.String())
-		if err != nil {
-			return nil, "", 0, bad("%v", err)
-		}
-		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries)
-		return goredis.NewClusterClient(o), where, wait, nil
-	}
-	o, err := goredis.ParseURL(one.String())
-	if err != nil {
-		return nil, "", 0, bad("%v", err)
-	}
-	timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries)
-	return goredis.NewClient(o), where, wait, nil
-}
-
 // unavailable reports whether err means Redis cannot serve now (as
 // opposed to "no such key" or a reply that rejects the command).
 func unavailable(err error) bool {
@@ -386,35 +287,27 @@ func (s *Store) opCtx() (context.Context, context.CancelFunc) {
 // while it is up.
 func (s *Store) healthLoop() {
 	defer s.bg.Done()
-	t := time.NewTicker(s.opt.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if s.down.Load() {
-			ctx, cancel := s.opCtx()
-			err := s.rdb.Ping(ctx).Err()
-			cancel()
-			if err != nil {
-				continue
-			}
-			if err := s.loadNets(); err != nil {
-				continue
-			}
+	clock.Every(s.ctx, s.opt.HealthInterval, s.health)
+}
+
+// health is one round of the health loop.
+func (s *Store) health() {
+	if s.down.Load() {
+		ctx, cancel := s.opCtx()
+		err := s.rdb.Ping(ctx).Err()
+		cancel()
+		if err == nil && s.loadNets() == nil {
 			s.markUp()
-			continue
 		}
-		if err := s.loadNets(); err != nil && unavailable(err) {
-			s.markDown(err)
-		}
-		// Writes put back after too few replicas confirmed them wait
-		// for no new write to be sent again.
-		if s.w.queued() > 0 {
-			s.w.kickWriter()
-		}
+		return
+	}
+	if err := s.loadNets(); err != nil && unavailable(err) {
+		s.markDown(err)
+	}
+	// Writes put back after too few replicas confirmed them wait for no
+	// new write to be sent again.
+	if s.w.queued() > 0 {
+		s.w.kickWriter()
 	}
 }
 
@@ -422,14 +315,7 @@ func (s *Store) healthLoop() {
 // the caches.
 func (s *Store) purgeLoop() {
 	defer s.bg.Done()
-	t := time.NewTicker(s.opt.PurgeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
+	clock.Every(s.ctx, s.opt.PurgeInterval, func() {
 		s.hosts.sweep(s.opt.StaleTTL)
 		s.trips.sweep(s.opt.StaleTTL)
 		if !s.down.Load() {
@@ -437,7 +323,7 @@ func (s *Store) purgeLoop() {
 				s.markDown(err)
 			}
 		}
-	}
+	})
 }
 
 func (s *Store) purge() error {
@@ -462,141 +348,6 @@ func kindKeys(k keys, kinds []string) []string {
 		out[i] = k.kindIndex(kind)
 	}
 	return out
-}
-
-// subscribe listens for other moats' host changes. go-redis subscribes
-// again by itself after a disconnection; what was published meanwhile is
-// covered by the new epoch of the outage, or by the cache TTL.
-func (s *Store) subscribe() {
-	defer s.bg.Done()
-	ps := s.rdb.Subscribe(s.ctx, s.k.events())
-	defer ps.Close()
-	ch := ps.Channel()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case m, ok := <-ch:
-			if !ok {
-				return
-			}
-			s.applyEvent(m.Payload)
-		}
-	}
-}
-
-// An event is the writer's node id and then one line per changed host:
-// "+prefix" for a put, "-prefix" for a deletion.
-func (s *Store) applyEvent(payload string) {
-	node, rest, _ := strings.Cut(payload, "\n")
-	if node == s.node {
-		return
-	}
-	for _, line := range strings.Split(rest, "\n") {
-		if len(line) < 2 {
-			continue
-		}
-		p, err := netip.ParsePrefix(line[1:])
-		if err != nil {
-			continue
-		}
-		s.hosts.invalidate(p)
-		if isNet(p) {
-			s.setNet(p, line[0] == '+')
-		}
-		s.tell(p)
-	}
-}
-
-// WatchHosts implements store.Watcher: fn hears of the changes other
-// moats announce on the change channel, and of the zero Prefix when an
-// outage may have lost some.
-func (s *Store) WatchHosts(fn func(netip.Prefix)) { s.watch.Store(&fn) }
-
-func (s *Store) tell(p netip.Prefix) {
-	if fn := s.watch.Load(); fn != nil && *fn != nil {
-		(*fn)(p)
-	}
-}
-
-func isNet(p netip.Prefix) bool { return p.Bits() < p.Addr().BitLen() }
-
-func fam(a netip.Addr) int {
-	if a.Is4() {
-		return 0
-	}
-	return 1
-}
-
-// loadNets rereads the network entries, so Lookup knows which lengths to
-// probe.
-func (s *Store) loadNets() error {
-	ctx, cancel := s.opCtx()
-	defer cancel()
-	min := fmt.Sprintf("(%d", s.clock.Now().UnixMilli())
-	ms, err := s.rdb.ZRangeByScore(ctx, s.k.nets(), &goredis.ZRangeBy{Min: min, Max: "+inf"}).Result()
-	if err != nil {
-		return err
-	}
-	nets := make(map[netip.Prefix]struct{}, len(ms))
-	for _, m := range ms {
-		if p, err := netip.ParsePrefix(m); err == nil {
-			nets[p] = struct{}{}
-		}
-	}
-	s.nmu.Lock()
-	// Networks written here but still queued or on their way are not
-	// in Redis yet, or not in what it answered.
-	s.w.mu.Lock()
-	for _, q := range []map[string]*write{s.w.inflight, s.w.queue} {
-		for _, w := range q {
-			if w.netOp {
-				if w.val != nil {
-					nets[w.prefix] = struct{}{}
-				} else {
-					delete(nets, w.prefix)
-				}
-			}
-		}
-	}
-	s.w.mu.Unlock()
-	s.nets = nets
-	s.rebuildLens()
-	s.nmu.Unlock()
-	return nil
-}
-
-// setNet adds or removes a network from the list Lookup probes.
-func (s *Store) setNet(p netip.Prefix, present bool) {
-	s.nmu.Lock()
-	defer s.nmu.Unlock()
-	_, there := s.nets[p]
-	if there == present {
-		return
-	}
-	if present {
-		s.nets[p] = struct{}{}
-	} else {
-		delete(s.nets, p)
-	}
-	s.rebuildLens()
-}
-
-// rebuildLens is called with nmu held.
-func (s *Store) rebuildLens() {
-	var seen [2][129]bool
-	for p := range s.nets {
-		seen[fam(p.Addr())][p.Bits()] = true
-	}
-	var lens [2][]int
-	for f := range seen {
-		for bits := 128; bits >= 0; bits-- {
-			if seen[f][bits] {
-				lens[f] = append(lens[f], bits)
-			}
-		}
-	}
-	s.netLens.Store(&lens)
 }
 
 // Close sends what is queued (waiting at most a few timeouts for it) and
