@@ -32,6 +32,7 @@ func (d *Daemon) liveMetrics() metrics.Live {
 		l.Refused = s.Refused
 		l.TarpitMax, l.TarpitSeconds = s.Tarpit.Max, s.Tarpit.HeldSeconds
 		l.TarpitDropped, l.TarpitDeferred, l.TarpitRefused = s.Tarpit.Dropped, s.Tarpit.Deferred, s.Tarpit.Refused5xx
+		l.Observe, l.Would = s.Observe, s.Would
 	}
 	if s, ok := d.Store.(interface{ Down() (bool, time.Time) }); ok {
 		down, _ := s.Down()

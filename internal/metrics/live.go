@@ -19,6 +19,13 @@ type Live struct {
 	TarpitDropped, TarpitDeferred, TarpitRefused uint64
 
 	StoreUp bool // false while a shared store cannot be reached
+
+	// Observe: sessions that start now are in observe mode (mode =
+	// "observe"). Would counts the observed sessions since start by what
+	// enforce mode would have done with them ("greylisted", "tarpit
+	// (trap)", "spliced", …).
+	Observe bool
+	Would   map[string]int64
 }
 
 var (
@@ -34,6 +41,10 @@ var (
 		"Seconds the tarpit has held connections since start, those held now included: the time bots wasted.", nil, nil)
 	tarpitMsgDesc = prometheus.NewDesc("moat_tarpit_messages_total",
 		"Messages bots sent to the end of DATA in the tarpit, by the reply they got: dropped (250, thrown away), deferred (4xx), refused (5xx). None is delivered.", []string{"outcome"}, nil)
+	observeDesc = prometheus.NewDesc("moat_observe_mode",
+		"1 while sessions start in observe mode (mode = \"observe\": every session goes on to the backend), 0 in enforce mode.", nil, nil)
+	wouldDesc = prometheus.NewDesc("moat_observed_sessions_total",
+		"Sessions observe mode passed on since start, by what enforce mode would have done with them (greylisted, tarpit (trap), spliced, …).", []string{"would"}, nil)
 	storeUpDesc = prometheus.NewDesc("moat_store_up",
 		"1 while the store can be reached; 0 while a shared store (Redis) cannot, when unknown hosts get 4xx.", nil, nil)
 )
@@ -42,7 +53,7 @@ var (
 type liveCollector struct{ live func() Live }
 
 func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{openDesc, refusedDesc, heldDesc, capDesc, secondsDesc, tarpitMsgDesc, storeUpDesc} {
+	for _, d := range []*prometheus.Desc{openDesc, refusedDesc, heldDesc, capDesc, secondsDesc, tarpitMsgDesc, observeDesc, wouldDesc, storeUpDesc} {
 		ch <- d
 	}
 }
@@ -63,6 +74,14 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 		n    uint64
 	}{{"dropped", l.TarpitDropped}, {"deferred", l.TarpitDeferred}, {"refused", l.TarpitRefused}} {
 		ch <- prometheus.MustNewConstMetric(tarpitMsgDesc, prometheus.CounterValue, float64(o.n), o.name)
+	}
+	observe := 0.0
+	if l.Observe {
+		observe = 1
+	}
+	ch <- prometheus.MustNewConstMetric(observeDesc, prometheus.GaugeValue, observe)
+	for would, n := range l.Would {
+		ch <- prometheus.MustNewConstMetric(wouldDesc, prometheus.CounterValue, float64(n), would)
 	}
 	up := 0.0
 	if l.StoreUp {

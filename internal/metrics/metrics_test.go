@@ -229,7 +229,8 @@ func TestLiveReadAtScrape(t *testing.T) {
 	var l Live
 	m, _ := newTest(t, func() Live { return l })
 	l = Live{Open: [3]int64{store.Grey: 4, store.White: 2, store.Black: 7}, Refused: map[string]int64{"tarpit_full": 3},
-		TarpitMax: 100, TarpitSeconds: 12.5, TarpitDropped: 5, StoreUp: true}
+		TarpitMax: 100, TarpitSeconds: 12.5, TarpitDropped: 5, StoreUp: true,
+		Observe: true, Would: map[string]int64{"greylisted": 9, "tarpit (trap)": 2}}
 	expect(t, m, `
 # HELP moat_connections_open SMTP connections open now, by the class they are served as (black: held by the tarpit).
 # TYPE moat_connections_open gauge
@@ -253,11 +254,18 @@ moat_tarpit_seconds_total 12.5
 moat_tarpit_messages_total{outcome="deferred"} 0
 moat_tarpit_messages_total{outcome="dropped"} 5
 moat_tarpit_messages_total{outcome="refused"} 0
+# HELP moat_observe_mode 1 while sessions start in observe mode (mode = "observe": every session goes on to the backend), 0 in enforce mode.
+# TYPE moat_observe_mode gauge
+moat_observe_mode 1
+# HELP moat_observed_sessions_total Sessions observe mode passed on since start, by what enforce mode would have done with them (greylisted, tarpit (trap), spliced, …).
+# TYPE moat_observed_sessions_total counter
+moat_observed_sessions_total{would="greylisted"} 9
+moat_observed_sessions_total{would="tarpit (trap)"} 2
 # HELP moat_store_up 1 while the store can be reached; 0 while a shared store (Redis) cannot, when unknown hosts get 4xx.
 # TYPE moat_store_up gauge
 moat_store_up 1
 `, "moat_connections_open", "moat_connections_refused_total", "moat_tarpit_connections_held", "moat_tarpit_connections_max",
-		"moat_tarpit_seconds_total", "moat_tarpit_messages_total", "moat_store_up")
+		"moat_tarpit_seconds_total", "moat_tarpit_messages_total", "moat_observe_mode", "moat_observed_sessions_total", "moat_store_up")
 	// Go's runtime and the process are there too.
 	n, err := testutil.GatherAndCount(m.Registry, "go_goroutines", "process_cpu_seconds_total")
 	if err != nil || n != 2 {

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +123,30 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("the host's history on the page %q lacks the operator's change", history)
 	}
 
+	// In enforce mode the observe card is hidden; the tarpit's message
+	// counts are shown. An operator switches to observe mode by reload
+	// while the page is open: the page says so, and a first-time sender's
+	// session (delivered, not greylisted) is counted by what enforce mode
+	// would have done.
+	if eval[bool](t, bctx, `!document.getElementById('observe').hidden`) {
+		t.Error("the observe card shows in enforce mode")
+	}
+	if m := eval[string](t, bctx, `document.getElementById('tarpit-messages').textContent`); !strings.Contains(m, "deferred 0") {
+		t.Errorf("tarpit message counts %q, want deferred 0", m)
+	}
+	observe(t, d)
+	if code, err := d.Traffic.Send(ctx, netip.MustParseAddr("127.9.0.9"), "mail.example.net", "first@example.net", []string{"alice@" + demo.Domain}); code != 250 {
+		t.Fatalf("a first-time sender in observe mode: %d %v, want delivered (250)", code, err)
+	}
+	would := poll[string](t, bctx, `(() => { const c = document.getElementById('observe');
+		return !c.hidden && document.getElementById('would').textContent.includes('greylisted') && document.getElementById('would').textContent; })()`)
+	if !strings.Contains(would, "greylisted1") {
+		t.Errorf("the observe card says %q, want one session enforce mode would have greylisted", would)
+	}
+	if st := eval[string](t, bctx, `document.getElementById('state').textContent`); st != "running in observe mode" {
+		t.Errorf("the state says %q in observe mode", st)
+	}
+
 	// A page of another site that tries the same gets nowhere: a form
 	// posts without the token, a script cannot send it, and the browser
 	// tells where both come from.
@@ -153,6 +179,22 @@ fetch("%[1]s/v1/hosts", {method: "POST", mode: "no-cors", body: JSON.stringify({
 	}
 	if h, ok := lookup(t, d, target); ok && h.Class == store.White {
 		t.Errorf("a page of another site made %s white", target)
+	}
+}
+
+// observe puts the demo's moat in observe mode by a reload, as an
+// operator would: mode = "observe" at the top of its configuration.
+func observe(t *testing.T, d *demo.Demo) {
+	t.Helper()
+	b, err := os.ReadFile(d.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.ConfigPath, append([]byte("mode = \"observe\"\n"), b...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Daemon.Reload(); err != nil || !slices.Contains(res.Applied, "mode") {
+		t.Fatalf("reload to observe mode: %+v %v", res, err)
 	}
 }
 

@@ -122,7 +122,7 @@ function render(d) {
     state.textContent = "store unreachable since " + clock(d.store_down_since) + ": unknown hosts get 4xx";
     state.className = "state down";
   } else {
-    state.textContent = d.running ? "running" : "not running";
+    state.textContent = !d.running ? "not running" : d.mode === "observe" ? "running in observe mode" : "running";
     state.className = "state";
   }
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
@@ -134,6 +134,13 @@ function render(d) {
   $("tarpit-max").textContent = d.tarpit.max;
   $("tarpit-today").textContent = hours(d.tarpit.seconds_today);
   $("tarpit-total").textContent = hours(d.tarpit.seconds_total);
+  const msgs = d.tarpit_messages || {};
+  for (const o of ["dropped", "deferred", "refused"]) $("msg-" + o).textContent = msgs[o] || 0;
+  $("observe").hidden = d.mode !== "observe";
+  if (d.mode === "observe") {
+    const would = Object.entries(d.would || {}).sort((a, b) => b[1] - a[1]);
+    fillRows("would", would.map(([w, n]) => ({w, n})), (r) => [r.w, r.n]);
+  }
   drawChart(d.chart);
   fillRows("top-hosts", d.top_hosts, (h) => [h.target, duration(h.seconds)]);
   fillRows("top-nets", d.top_nets, (h) => [h.target, h.hosts, duration(h.seconds)]);
