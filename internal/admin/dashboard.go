@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"moat/internal/classify"
+	"moat/internal/ledger"
 	"moat/internal/metrics"
 	"moat/internal/prefix"
 )
@@ -79,7 +79,7 @@ func (s *Service) Dashboard() (Dashboard, error) {
 	if err != nil {
 		return d, err
 	}
-	d.Tarpit.SecondsToday += float64(counters[classify.HeldDayCounter(time.Now())])
+	d.Tarpit.SecondsToday += float64(counters[ledger.HeldDayCounter(time.Now())])
 	if d.TopHosts, d.TopNets, err = s.topHeld(); err != nil {
 		return d, err
 	}
@@ -92,10 +92,10 @@ func (s *Service) Dashboard() (Dashboard, error) {
 }
 
 // topHeld ranks the hosts, and their networks, by the seconds they spent
-// in the tarpit (the "held" records classify keeps for a month).
+// in the tarpit (the records the ledger keeps for a month).
 func (s *Service) topHeld() (hosts, nets []HeldBy, err error) {
 	byNet := map[netip.Prefix]*HeldBy{}
-	err = s.Eng.Store().Scan("held", func(key string, val []byte) bool {
+	err = s.Eng.Store().Scan(ledger.HeldKind, func(key string, val []byte) bool {
 		a, perr := netip.ParseAddr(key)
 		if perr != nil || len(val) != 8 {
 			return true

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"moat/internal/classify"
 	"moat/internal/dialog"
+	"moat/internal/ledger"
 	"moat/internal/metrics"
 	"moat/internal/store"
 )
@@ -122,7 +122,7 @@ func TestDashboardFigures(t *testing.T) {
 	held("203.0.113.6", 50)
 	held("198.51.100.1", 120)
 	f.st.Add("tarpit_seconds", 270)
-	f.st.Add(classify.HeldDayCounter(time.Now()), 70)
+	f.st.Add(ledger.HeldDayCounter(time.Now()), 70)
 	m.Grey(netip.MustParseAddr("203.0.113.5"), dialog.Result{Verdict: dialog.Trap, Helo: "<img src=x>", Sender: "a@b", Reason: "trap hit <trap@example.org>"})
 	m.Grey(netip.MustParseAddr("203.0.113.9"), dialog.Result{Verdict: dialog.Greylisted})
 

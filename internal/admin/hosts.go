@@ -82,7 +82,7 @@ func (s *Service) Hosts(class string) ([]HostView, error) {
 		v := view(h)
 		if h.Prefix.IsSingleIP() {
 			listed[h.Prefix.Addr()] = true
-			v.Held = s.Eng.HeldSeconds(h.Prefix.Addr())
+			v.Held = s.heldSeconds(h.Prefix.Addr())
 			if r, ok := s.told(h.Prefix.Addr()); ok {
 				v.Dropped, v.Deferred, v.Refused = r.Dropped, r.Deferred, r.Refused
 			}
@@ -102,7 +102,7 @@ func (s *Service) Hosts(class string) ([]HostView, error) {
 			if cerr != nil || want != nil && c.Class != *want {
 				return true
 			}
-			v := HostView{IP: a.String(), Class: c.Class.String(), Reason: c.Reason, Held: s.Eng.HeldSeconds(a),
+			v := HostView{IP: a.String(), Class: c.Class.String(), Reason: c.Reason, Held: s.Ledger.HeldSeconds(a),
 				Dropped: r.Dropped, Deferred: r.Deferred, Refused: r.Refused}
 			if n := len(r.Sessions); n > 0 {
 				v.FirstSeen, v.LastSeen = r.Sessions[0].Start, r.Sessions[n-1].End
@@ -272,4 +272,13 @@ func (s *Service) hostRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/hosts/{ip...}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"forgotten": r.PathValue("ip")}, s.Forget(r.PathValue("ip")))
 	})
+}
+
+// heldSeconds is the seconds a host spent in the tarpit; 0 without a
+// ledger.
+func (s *Service) heldSeconds(a netip.Addr) int64 {
+	if s.Ledger == nil {
+		return 0
+	}
+	return s.Ledger.HeldSeconds(a)
 }

@@ -234,7 +234,7 @@ func TestHandlerHosts(t *testing.T) {
 func TestHostsShowTarpitSeconds(t *testing.T) {
 	f := newFixture(t)
 	f.populate(t)
-	if err := f.svc.Eng.Held(netip.MustParseAddr("192.0.2.10"), 90*time.Second); err != nil {
+	if err := f.svc.Ledger.Held(netip.MustParseAddr("192.0.2.10"), 90*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	hs, err := f.svc.Hosts("black")

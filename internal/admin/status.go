@@ -97,7 +97,7 @@ func (s *Service) storeStatus(st *Status) error {
 	if err != nil {
 		return err
 	}
-	st.TarpitSeconds = float64(counters["tarpit_seconds"])
+	st.TarpitSeconds = float64(counters[ledger.HeldCounter])
 	for _, t := range []ledger.Told{ledger.Dropped, ledger.Deferred, ledger.Refused} {
 		st.Messages[t.String()] = counters[ledger.Counter(t)]
 	}

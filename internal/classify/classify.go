@@ -10,7 +10,6 @@ package classify
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -374,48 +373,6 @@ func (e *Engine) TrapLogged(client netip.Addr, rcpt string) (Decision, error) {
 		return Decision{Action: Accept}, nil
 	}
 	return e.trapHit(client.Unmap(), "", rcpt)
-}
-
-// HeldTTL is how long moat remembers how many seconds a host spent in the
-// tarpit.
-const HeldTTL = 30 * 24 * time.Hour
-
-// Held adds the time a host spent in the tarpit to its own total (shown by
-// "moat hosts list"), to the grand total and to the day's (the
-// dashboard's "today").
-func (e *Engine) Held(client netip.Addr, d time.Duration) error {
-	secs := int64(d.Round(time.Second) / time.Second)
-	if err := e.st.Add("tarpit_seconds", secs); err != nil {
-		return err
-	}
-	if err := e.st.Add(HeldDayCounter(e.clock.Now()), secs); err != nil {
-		return err
-	}
-	key := client.Unmap().String()
-	var total int64
-	if b, ok, err := e.st.Get("held", key); err != nil {
-		return err
-	} else if ok && len(b) == 8 {
-		total = int64(binary.BigEndian.Uint64(b))
-	}
-	total += secs
-	return e.st.Put("held", key, binary.BigEndian.AppendUint64(nil, uint64(total)), e.clock.Now().Add(HeldTTL))
-}
-
-// HeldDayCounter names the counter of the tarpit seconds of the day t is
-// in, in local time: "tarpit_seconds_day:2025-03-01". One counter a day
-// adds up to a few hundred small keys a year.
-func HeldDayCounter(t time.Time) string {
-	return "tarpit_seconds_day:" + t.Local().Format(time.DateOnly)
-}
-
-// HeldSeconds returns the seconds a host spent in the tarpit.
-func (e *Engine) HeldSeconds(client netip.Addr) int64 {
-	b, ok, err := e.st.Get("held", client.Unmap().String())
-	if err != nil || !ok || len(b) != 8 {
-		return 0
-	}
-	return int64(binary.BigEndian.Uint64(b))
 }
 
 // EarlyTalker blacklists a host that spoke before the banner.

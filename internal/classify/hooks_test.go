@@ -37,20 +37,3 @@ func TestHooksHearTheEvidence(t *testing.T) {
 		t.Errorf("feedback heard: %v", feedback)
 	}
 }
-
-// The tarpit's time is counted per day as well as in all, for the
-// dashboard's "today".
-func TestHeldCountsTheDay(t *testing.T) {
-	f := newFixture(t, Config{})
-	f.eng.Held(ip("192.0.2.7"), 90*time.Second)
-	f.clk.Advance(24 * time.Hour)
-	f.eng.Held(ip("192.0.2.8"), 30*time.Second)
-	c, err := f.st.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	yesterday, today := HeldDayCounter(t0), HeldDayCounter(f.clk.Now())
-	if c["tarpit_seconds"] != 120 || c[yesterday] != 90 || c[today] != 30 {
-		t.Errorf("counters %v: want 120 in all, 90 on %s, 30 on %s", c, yesterday, today)
-	}
-}

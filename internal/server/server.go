@@ -185,30 +185,30 @@ func (s *Server) tarpitRelay(_ tarpit.Conn, client netip.Addr, rcpt string) {
 	}()
 }
 
-// TarpitDone is the tarpit's Done event: it logs the black session, adds
-// its held time to the store's counter, records what its messages were
-// told and releases its connection slot.
+// TarpitDone is the tarpit's Done event: it logs the black session, gives
+// the ledger its held time and what its messages were told, and releases
+// its connection slot.
 func (s *Server) TarpitDone(c tarpit.Conn, client netip.Addr, held time.Duration, bytesIn int64, msgs int) {
 	s.release(client)
 	s.sessions[store.Black].Add(1)
 	if s.hooks.Black != nil {
 		s.hooks.Black(held)
 	}
+	s.log.Info("session", "client", client.String(), "class", "black", "verdict", "tarpit",
+		"held", held.Round(time.Millisecond).String(), "bytes_in", bytesIn, "messages", msgs)
+	if s.ledger == nil {
+		return
+	}
 	// The tarpit calls this with a connection locked: the store writes
 	// (a network round trip with Redis) happen elsewhere.
 	go func() {
-		if err := s.eng.Held(client, held); err != nil {
+		if err := s.ledger.Held(client, held); err != nil {
 			s.storeErrors.Add(1)
-		}
-		if s.ledger == nil {
-			return
 		}
 		if err := s.ledger.Record(c, client); err != nil {
 			s.storeErrors.Add(1)
 		}
 	}()
-	s.log.Info("session", "client", client.String(), "class", "black", "verdict", "tarpit",
-		"held", held.Round(time.Millisecond).String(), "bytes_in", bytesIn, "messages", msgs)
 }
 
 // HeldNow returns the tarpit seconds spent so far on connections that are

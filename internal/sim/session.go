@@ -9,6 +9,7 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/clock"
+	"moat/internal/ledger"
 	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/tarpit"
@@ -55,6 +56,10 @@ type Player struct {
 	Tarpit     tarpit.Config
 	// Mailbox says which recipients the backend accepts.
 	Mailbox func(rcpt string) bool
+	// Ledger hears how long each held session took, as the server's
+	// does; nil: the time is not kept in the store (an evaluation
+	// reports it from the outcomes).
+	Ledger *ledger.Ledger
 
 	costs map[costKey]tarpit.Cost
 	ends  endHeap // when the sessions held now end, for tarpit.max_conns
@@ -291,7 +296,9 @@ func (p *Player) hold(o *Outcome, a Attempt, st tarpit.Start, rest []byte, faked
 	}
 	heap.Push(&p.ends, now.Add(o.Held))
 	p.Peak = max(p.Peak, len(p.ends))
-	p.Eng.Held(a.Client, o.Held)
+	if p.Ledger != nil {
+		p.Ledger.Held(a.Client, o.Held)
+	}
 }
 
 // endHeap holds the times the sessions held now end (container/heap).

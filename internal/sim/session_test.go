@@ -9,6 +9,7 @@ import (
 	"moat/internal/clock"
 	"moat/internal/config"
 	"moat/internal/daemon"
+	"moat/internal/ledger"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 )
@@ -34,8 +35,12 @@ func newPlayer(t *testing.T, edit func(*config.Config)) (*Player, *clock.Fake) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	led, err := ledger.New(st, ledger.Config{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &Player{Eng: eng, Clock: clk, GreetDelay: cfg.Greylist.GreetDelay.Duration, MaxRcpts: cfg.Limits.MaxRcpts,
-		Tarpit: daemon.TarpitConfig(cfg, daemon.NewWords(cfg, false)), Mailbox: DefaultModel().isMailbox}, clk
+		Tarpit: daemon.TarpitConfig(cfg, daemon.NewWords(cfg, false)), Mailbox: DefaultModel().isMailbox, Ledger: led}, clk
 }
 
 var (
@@ -113,8 +118,8 @@ func TestPlayTrap(t *testing.T) {
 	if c, src := class(t, p, hostB); c != store.Black || src != store.SourceTrap {
 		t.Fatalf("trap hitter is %s (%s)", c, src)
 	}
-	if p.Eng.HeldSeconds(hostB) != int64(o.Held/time.Second) {
-		t.Errorf("held %d s in the store, the session %s", p.Eng.HeldSeconds(hostB), o.Held)
+	if p.Ledger.HeldSeconds(hostB) != int64(o.Held/time.Second) {
+		t.Errorf("held %d s in the store, the session %s", p.Ledger.HeldSeconds(hostB), o.Held)
 	}
 }
 
