@@ -24,17 +24,21 @@ import (
 
 // Config is the validated configuration.
 type Config struct {
-	Mode                 string   `toml:"mode"` // "enforce" or "observe"
-	Listen               string   `toml:"listen"`
-	Hostname             string   `toml:"hostname"`
-	Backend              string   `toml:"backend"`
-	BackendProxyProtocol string   `toml:"backend_proxy_protocol"` // "v2", "v1" or "none"
-	DataDir              string   `toml:"data_dir"`
-	Store                string   `toml:"store"` // "" or "bolt": the embedded file; "redis://…": shared
-	Whitelist            Prefixes `toml:"whitelist"`
-	Blacklist            Prefixes `toml:"blacklist"`
-	TrustedProxies       Prefixes `toml:"trusted_proxies"`
-	BlackTTL             Duration `toml:"black_ttl"`
+	Mode                 string `toml:"mode"` // "enforce" or "observe"
+	Listen               string `toml:"listen"`
+	Hostname             string `toml:"hostname"`
+	Backend              string `toml:"backend"`
+	BackendProxyProtocol string `toml:"backend_proxy_protocol"` // "v2", "v1" or "none"
+	DataDir              string `toml:"data_dir"`
+	// Domains are every domain the backend takes mail for; a black host
+	// asking to relay elsewhere proves itself a bot. Empty: moat does not
+	// know its domains, and nothing is a relay attempt.
+	Domains        []string `toml:"domains"`
+	Store          string   `toml:"store"` // "" or "bolt": the embedded file; "redis://…": shared
+	Whitelist      Prefixes `toml:"whitelist"`
+	Blacklist      Prefixes `toml:"blacklist"`
+	TrustedProxies Prefixes `toml:"trusted_proxies"`
+	BlackTTL       Duration `toml:"black_ttl"`
 	// User is who moat runs as once its sockets and files are open; ""
 	// keeps the user it was started as.
 	User string `toml:"user"`

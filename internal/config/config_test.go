@@ -378,6 +378,8 @@ func TestParseErrors(t *testing.T) {
 		{"trap without domain", "[traps]\naddresses = [\"trap\"]", []string{"traps.addresses[0]", `"trap"`}},
 		{"TOML syntax", "listen = ", []string{"line 1"}},
 		{"traps domain with @", "[traps]\ndomains = [\"@example.org\"]", []string{"traps.domains[0]", `"@example.org"`}},
+		{"domain with @", "domains = [\"example.org\", \"postmaster@example.org\"]", []string{"domains[1]", `"postmaster@example.org"`, "takes mail for"}},
+		{"domain with a leading dot", "domains = [\".example.org\"]", []string{"domains[0]", `".example.org"`}},
 		{"traps min_hosts zero", "[traps]\nmin_hosts = 0", []string{"traps.min_hosts", "0"}},
 		{"traps min_hosts too many", "[traps]\nmin_hosts = 17", []string{"traps.min_hosts", "17"}},
 		{"traps auto", "[traps]\nauto = \"maybe\"", []string{"traps.auto", `"maybe"`}},

@@ -158,6 +158,11 @@ func (c *Config) validate() error {
 			p.add("config: traps.addresses[%d]: %q: want a full address, e.g. \"trap@example.org\"", i, a)
 		}
 	}
+	for i, d := range c.Domains {
+		if !isDomain(d) {
+			p.add("config: domains[%d]: %q: want a domain this MX takes mail for, e.g. \"example.org\"", i, d)
+		}
+	}
 	c.validateMining(&p)
 	return p.err()
 }
@@ -166,7 +171,7 @@ func (c *Config) validate() error {
 func (c *Config) validateMining(p *problems) {
 	t := c.Traps
 	for i, d := range t.Domains {
-		if d == "" || strings.ContainsAny(d, "@ \t\r\n[]<>") {
+		if !isDomain(d) {
 			p.add("config: traps.domains[%d]: %q: want a domain, e.g. \"example.org\"", i, d)
 		}
 	}
@@ -200,7 +205,7 @@ func (c *Config) validateMining(p *problems) {
 			p.add("config: bait.domain: must be set when bait.listen is: the domain of the bait addresses, e.g. \"example.org\"")
 		}
 	}
-	if b.Domain != "" && (strings.ContainsAny(b.Domain, "@ \t\r\n[]<>") || strings.HasPrefix(b.Domain, ".")) {
+	if b.Domain != "" && !isDomain(b.Domain) {
 		p.add("config: bait.domain: %q: want a domain, e.g. \"example.org\"", b.Domain)
 	}
 	if b.Count < 1 || b.Count > 20 {
@@ -257,3 +262,9 @@ type problems []error
 func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
 
 func (p problems) err() error { return errors.Join(p...) }
+
+// isDomain reports whether d can be a mail domain as an operator writes it:
+// not empty, no address, space, bracket or leading dot.
+func isDomain(d string) bool {
+	return d != "" && !strings.ContainsAny(d, "@ \t\r\n[]<>") && !strings.HasPrefix(d, ".")
+}

@@ -83,7 +83,6 @@ type Daemon struct {
 	applied  *config.Config // the configuration the last reload applied
 	hooks    dialog.Hooks
 	words    *smtp.Words
-	ours     func(domain string) bool      // traps.domains; nil when none are set
 	drop     dropLists                     // the imported network lists in force, for their own reload ticker
 	tls      atomic.Bool                   // STARTTLS offered now
 	mirror   atomic.Pointer[bypass.Mirror] // the kernel bypass, once started; a reload syncs it
@@ -127,11 +126,6 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	d.tls.Store(tlsCfg != nil)
 	// The grey dialog and the tarpit speak the same words.
 	d.words = NewWords(cfg, tlsCfg != nil)
-	if len(cfg.Traps.Domains) > 0 {
-		// traps.domains are ours: a black host naming another domain
-		// makes a relay attempt.
-		d.ours = d.Miner.Ours
-	}
 	d.Dialog = d.dialogConfig(cfg, tlsCfg)
 	d.Server = server.New(serverConfig(cfg), d.Engine, d.Dialer, d.Dialog, log)
 	if d.Ledger, err = ledger.New(d.Store, ledger.Config{}); err != nil {

@@ -202,3 +202,35 @@ func TestFinalReplyDefaultsFollowProof(t *testing.T) {
 		}
 	}
 }
+
+// A relay attempt is judged against the domains the configuration says
+// the backend takes mail for (domains), never against the trap domains: an
+// operator who keeps traps in one of several domains must not see a listed
+// sender's mail to another one taken for a relay attempt, told queued and
+// dropped. Without domains nothing is a relay attempt. A reload applies
+// the list.
+func TestRelayAttemptNeedsOurDomains(t *testing.T) {
+	dir := t.TempDir()
+	cfg := parse(t, dir, "[traps]\ndomains = [\"traps.example.test\"]\n")
+	d := &Daemon{words: NewWords(cfg, false)}
+	if d.tarpitConfig(cfg).Ours != nil || d.dialogConfig(cfg, nil).Ours != nil {
+		t.Error("with traps.domains but no domains, recipients are judged for relay attempts")
+	}
+	cfg = parse(t, dir, "domains = [\"example.test\", \"Example.NET.\"]\n[traps]\ndomains = [\"traps.example.test\"]\n")
+	for _, ours := range []func(string) bool{d.tarpitConfig(cfg).Ours, d.dialogConfig(cfg, nil).Ours} {
+		if ours == nil {
+			t.Fatal("domains set, and no recipient is judged for a relay attempt")
+		}
+		for dom, want := range map[string]bool{
+			"example.test": true, "EXAMPLE.test.": true, "example.net": true,
+			"traps.example.test": false, "foreign.example": false, "sub.example.test": false,
+		} {
+			if got := ours(dom); got != want {
+				t.Errorf("ours(%q) = %v, want %v", dom, got, want)
+			}
+		}
+	}
+	if needsRestart("domains") {
+		t.Error("domains needs a restart; a reload should apply it")
+	}
+}
