@@ -83,6 +83,7 @@ type Daemon struct {
 	applied  *config.Config // the configuration the last reload applied
 	hooks    dialog.Hooks
 	words    *smtp.Words
+	domains  *ourDomains                   // the backend's domains, for relay attempts
 	drop     dropLists                     // the imported network lists in force, for their own reload ticker
 	tls      atomic.Bool                   // STARTTLS offered now
 	mirror   atomic.Pointer[bypass.Mirror] // the kernel bypass, once started; a reload syncs it
@@ -122,7 +123,15 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	if d.Miner, err = newMiner(cfg, d.Engine, d.Dialer, log); err != nil {
 		return nil, err
 	}
-	d.hooks = dialog.Hooks{BackendRcpt: d.Miner.BackendRcpt, Backend: d.Metrics.Backend}
+	d.domains = newOurDomains(d.Store, log, time.Now)
+	d.domains.set(cfg)
+	d.hooks = dialog.Hooks{
+		BackendRcpt: func(client netip.Addr, rcpt string, r smtp.Reply) {
+			d.Miner.BackendRcpt(client, rcpt, r)
+			d.domains.backendRcpt(client, rcpt, r)
+		},
+		Backend: d.Metrics.Backend,
+	}
 	d.tls.Store(tlsCfg != nil)
 	// The grey dialog and the tarpit speak the same words.
 	d.words = NewWords(cfg, tlsCfg != nil)

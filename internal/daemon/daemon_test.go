@@ -19,6 +19,7 @@ import (
 	"moat/internal/clock"
 	"moat/internal/config"
 	"moat/internal/server/servertest"
+	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 	"moat/internal/tarpit"
@@ -212,11 +213,13 @@ func TestFinalReplyDefaultsFollowProof(t *testing.T) {
 func TestRelayAttemptNeedsOurDomains(t *testing.T) {
 	dir := t.TempDir()
 	cfg := parse(t, dir, "[traps]\ndomains = [\"traps.example.test\"]\n")
-	d := &Daemon{words: NewWords(cfg, false)}
+	d := &Daemon{words: NewWords(cfg, false), domains: newOurDomains(bolt.Memory(bolt.Options{}), quiet, time.Now)}
+	d.domains.set(cfg)
 	if d.tarpitConfig(cfg).Ours != nil || d.dialogConfig(cfg, nil).Ours != nil {
 		t.Error("with traps.domains but no domains, recipients are judged for relay attempts")
 	}
 	cfg = parse(t, dir, "domains = [\"example.test\", \"Example.NET.\"]\n[traps]\ndomains = [\"traps.example.test\"]\n")
+	d.domains.set(cfg)
 	for _, ours := range []func(string) bool{d.tarpitConfig(cfg).Ours, d.dialogConfig(cfg, nil).Ours} {
 		if ours == nil {
 			t.Fatal("domains set, and no recipient is judged for a relay attempt")
@@ -232,5 +235,52 @@ func TestRelayAttemptNeedsOurDomains(t *testing.T) {
 	}
 	if needsRestart("domains") {
 		t.Error("domains needs a restart; a reload should apply it")
+	}
+}
+
+// A domain the backend accepted a recipient at is ours, though the
+// operator did not list it: the relay check only ever gets more lenient
+// for it, and moat says so once. A refusal teaches nothing. What was
+// learnt survives a restart (it is in the store), and a reload that lists
+// the domain keeps it ours.
+func TestOurDomainsLearnFromTheBackend(t *testing.T) {
+	st := bolt.Memory(bolt.Options{})
+	defer st.Close()
+	var logBuf servertest.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logBuf, nil))
+	cfg := parse(t, t.TempDir(), "domains = [\"example.test\"]\n")
+	o := newOurDomains(st, log, time.Now)
+	o.set(cfg)
+	ours := o.ours(cfg)
+	client := netip.MustParseAddr("192.0.2.7")
+	ok := smtp.Reply{Code: 250, Lines: []string{"2.1.5 Ok"}}
+	denied := smtp.Reply{Code: 554, Lines: []string{"5.7.1 <x@foreign.example>: Relay access denied"}}
+
+	if ours("forgotten.example") {
+		t.Fatal("an unlisted domain is ours before the backend took mail there")
+	}
+	o.backendRcpt(client, "bob@foreign.example", denied)
+	o.backendRcpt(client, "bob@[192.0.2.1]", ok)
+	o.backendRcpt(client, "alice@Forgotten.Example", ok)
+	o.backendRcpt(client, "carol@forgotten.example", ok)
+	o.backendRcpt(client, "dave@example.test", ok)
+	if !ours("forgotten.example.") || ours("foreign.example") || ours("[192.0.2.1]") {
+		t.Errorf("after the backend's answers: forgotten %v, foreign %v, literal %v; want only forgotten ours",
+			ours("forgotten.example."), ours("foreign.example"), ours("[192.0.2.1]"))
+	}
+	if n := strings.Count(logBuf.String(), "not in domains"); n != 1 || !strings.Contains(logBuf.String(), "domain=forgotten.example client=192.0.2.7") {
+		t.Errorf("want one warning naming forgotten.example and the client, got %d:\n%s", n, logBuf.String())
+	}
+	// A restart: learnt from the store.
+	o2 := newOurDomains(st, quiet, time.Now)
+	o2.set(cfg)
+	if !o2.ours(cfg)("forgotten.example") || o2.ours(cfg)("foreign.example") {
+		t.Error("what the backend taught is lost at a restart")
+	}
+	// Without domains nothing is a relay attempt, learnt or not.
+	empty := parse(t, t.TempDir(), "")
+	o2.set(empty)
+	if o2.ours(empty) != nil {
+		t.Error("without domains, recipients are judged for relay attempts")
 	}
 }

@@ -110,22 +110,8 @@ func TarpitConfig(cfg *config.Config, words *smtp.Words) tarpit.Config {
 // another is asking to relay.
 func (d *Daemon) tarpitConfig(cfg *config.Config) tarpit.Config {
 	c := TarpitConfig(cfg, d.words)
-	c.Ours = ours(cfg)
+	c.Ours = d.domains.ours(cfg)
 	return c
-}
-
-// ours reports whether a recipient domain is one the configuration says
-// the backend takes mail for (domains); nil when none is configured, so
-// that nothing is a relay attempt.
-func ours(cfg *config.Config) func(domain string) bool {
-	if len(cfg.Domains) == 0 {
-		return nil
-	}
-	set := make(map[string]bool, len(cfg.Domains))
-	for _, d := range cfg.Domains {
-		set[strings.ToLower(strings.TrimSuffix(d, "."))] = true
-	}
-	return func(domain string) bool { return set[strings.ToLower(strings.TrimSuffix(domain, "."))] }
 }
 
 // tarpitFinals reads [tarpit.final_reply] into the tarpit's replies by
@@ -161,7 +147,7 @@ func (d *Daemon) dialogConfig(cfg *config.Config, tlsCfg *tls.Config) *dialog.Co
 		BackendTLS:      backendTLS(cfg.Backend),
 		Hooks:           d.hooks,
 		Observe:         cfg.Mode == "observe",
-		Ours:            ours(cfg),
+		Ours:            d.domains.ours(cfg),
 	}
 }
 
@@ -216,6 +202,7 @@ func (d *Daemon) Reload() (admin.Reloaded, error) {
 
 	d.Engine.SetConfig(engineConfig(cfg))
 	d.Engine.Greylist().SetConfig(greylistConfig(cfg))
+	d.domains.set(cfg)
 	d.Engine.SetReputation(rep)
 	d.drop.set(rep.Drop)
 	// The words the dialog and the tarpit share follow the greet delay,

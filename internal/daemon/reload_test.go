@@ -131,6 +131,11 @@ func TestReloadKeepsEverySession(t *testing.T) {
 	if r := say(t, pass, passR, "RCPT TO:<u@example.org>"); !strings.HasPrefix(r, "250") {
 		t.Fatalf("RCPT after min_retry: %q, want the backend's 250", r)
 	}
+	// The backend's 250 taught moat that example.org is one of its domains
+	// (the relay check's, in domains.go).
+	if !d.domains.is("example.org") {
+		t.Error("the backend took a recipient at example.org, and moat does not count it among the backend's domains")
+	}
 	// A white host, spliced to the backend.
 	white, whiteR := dialFrom(t, "127.0.0.2", listen)
 	if r := say(t, white, whiteR, ""); !strings.Contains(r, "backend.test") {

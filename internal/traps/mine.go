@@ -217,15 +217,6 @@ func (m *Miner) newRecord() bool {
 	return true
 }
 
-// Ours reports whether domain (as a client wrote it: any case, a
-// trailing dot) is one of traps.domains, the domains moat protects. Only
-// the configured list counts, never a learnt domain: the tarpit takes a
-// recipient elsewhere for a relay attempt, which proves a bot, and a learnt
-// set can miss a domain of ours. False for all when none are configured.
-func (m *Miner) Ours(domain string) bool {
-	return m.fixed[strings.ToLower(strings.TrimSuffix(domain, "."))]
-}
-
 func (m *Miner) isLocal(domain string) bool {
 	if domain == "" {
 		return false
