@@ -10,9 +10,10 @@ import (
 )
 
 // TestDefaultModelFollowsItsSources holds the embedded model to the
-// measurements docs/evaluate.md cites: Levine's shares of greylisted hosts
-// that never retry (36%) and that retry too soon (31.5%), the retry
-// schedules of RFC 5321, Postfix and Exim as they ship.
+// measurements docs/evaluate.md cites: the shares of greylisted hosts
+// that never retry (36%) and that retry too soon (31.5%) measured in
+// "Experiences with Greylisting" (CEAS 2005), the retry schedules of
+// RFC 5321, Postfix and Exim as they ship.
 func TestDefaultModelFollowsItsSources(t *testing.T) {
 	m := DefaultModel()
 	var total, never, soon float64
@@ -26,7 +27,7 @@ func TestDefaultModelFollowsItsSources(t *testing.T) {
 		}
 	}
 	if math.Abs(never/total-0.36) > 0.001 || math.Abs(soon/total-0.315) > 0.001 {
-		t.Errorf("bots that never retry %.3f, too soon %.3f; Levine measured 0.36 and 0.315", never/total, soon/total)
+		t.Errorf("bots that never retry %.3f, too soon %.3f; the study measured 0.36 and 0.315", never/total, soon/total)
 	}
 	want := map[string]string{
 		"rfc5321": "F,5d,30m",                        // RFC 5321 4.5.4.1: at least 30 minutes, give up after 4-5 days
