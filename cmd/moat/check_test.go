@@ -66,6 +66,9 @@ func TestCheck(t *testing.T) {
 	if _, err := os.Stat(db); !os.IsNotExist(err) {
 		t.Fatalf("moat check made %s (%v)", db, err)
 	}
+	if l := lineOf(out, "domains"); !strings.HasPrefix(l, "ok") || !strings.Contains(l, "no recipient is taken for a relay attempt") {
+		t.Errorf("domains line %q, want none, and what that means", l)
+	}
 	if !strings.HasSuffix(out, "moat can run with "+cfg+" (0 warnings)\n") {
 		t.Errorf("moat check ends %q", out)
 	}

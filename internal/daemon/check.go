@@ -80,6 +80,11 @@ func CheckFiles(cfg *config.Config) []Finding {
 		}
 	}
 	add("traps.addresses", OK, "%d configured", len(cfg.Traps.Addresses))
+	if len(cfg.Domains) == 0 {
+		add("domains", OK, "none: no recipient is taken for a relay attempt")
+	} else {
+		add("domains", OK, "%s: a listed host asking to relay to any other domain is proven a bot", strings.Join(cfg.Domains, " "))
+	}
 	if cfg.Admin.Listen != "" {
 		if _, err := admin.LoadToken(cfg.Admin.TokenFile); err != nil {
 			add("admin.token_file", Fail, "%v", err)
