@@ -162,6 +162,7 @@ type Limits struct {
 	IdleTimeout     Duration `toml:"idle_timeout"`
 	DataTimeout     Duration `toml:"data_timeout"`      // per read of a message's data
 	DataDoneTimeout Duration `toml:"data_done_timeout"` // for the backend's reply after the end of data
+	MinDataRate     int      `toml:"min_data_rate"`     // bytes per second a message averages after data_timeout; 0: none
 	BackendTimeout  Duration `toml:"backend_timeout"`
 }
 
@@ -228,6 +229,7 @@ func Default() *Config {
 			IdleTimeout:     Duration{5 * time.Minute},
 			DataTimeout:     Duration{3 * time.Minute},
 			DataDoneTimeout: Duration{10 * time.Minute},
+			MinDataRate:     500,
 			BackendTimeout:  Duration{5 * time.Minute},
 		},
 		Traps:      Traps{MinHosts: 3, Auto: "suggest"},

@@ -148,6 +148,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"limits.idle_timeout", c.Limits.IdleTimeout.Duration, 5 * time.Minute},
 		{"limits.data_timeout", c.Limits.DataTimeout.Duration, 3 * time.Minute},
 		{"limits.data_done_timeout", c.Limits.DataDoneTimeout.Duration, 10 * time.Minute},
+		{"limits.min_data_rate", c.Limits.MinDataRate, 500},
 		{"limits.backend_timeout", c.Limits.BackendTimeout.Duration, 5 * time.Minute},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "json"},
@@ -280,6 +281,7 @@ func TestParseSample(t *testing.T) {
 			IdleTimeout:     dur(4 * time.Minute),
 			DataTimeout:     dur(8 * time.Minute),
 			DataDoneTimeout: dur(12 * time.Minute),
+			MinDataRate:     500, // the sample leaves it at its default
 			BackendTimeout:  dur(3 * time.Minute),
 		},
 		Admin:   Admin{Socket: "/run/moat/admin.sock"},
@@ -378,6 +380,7 @@ func TestParseErrors(t *testing.T) {
 		{"trap without domain", "[traps]\naddresses = [\"trap\"]", []string{"traps.addresses[0]", `"trap"`}},
 		{"TOML syntax", "listen = ", []string{"line 1"}},
 		{"traps domain with @", "[traps]\ndomains = [\"@example.org\"]", []string{"traps.domains[0]", `"@example.org"`}},
+		{"negative data rate", "[limits]\nmin_data_rate = -1", []string{"limits.min_data_rate", "-1", "0 for no floor"}},
 		{"domain with @", "domains = [\"example.org\", \"postmaster@example.org\"]", []string{"domains[1]", `"postmaster@example.org"`, "takes mail for"}},
 		{"domain with a leading dot", "domains = [\".example.org\"]", []string{"domains[0]", `".example.org"`}},
 		{"traps min_hosts zero", "[traps]\nmin_hosts = 0", []string{"traps.min_hosts", "0"}},

@@ -112,6 +112,9 @@ func (c *Config) validate() error {
 			p.add("config: %s: %d: must be at least 1", kv.key, kv.v)
 		}
 	}
+	if l.MinDataRate < 0 {
+		p.add("config: limits.min_data_rate: %d: want bytes per second, 0 for no floor (default 500)", l.MinDataRate)
+	}
 	if t.MaxConns >= l.MaxConns {
 		p.add("config: tarpit.max_conns (%d) must be below limits.max_conns (%d), so white and grey hosts keep a reserve when the tarpit is full", t.MaxConns, l.MaxConns)
 	}

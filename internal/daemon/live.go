@@ -142,6 +142,7 @@ func (d *Daemon) dialogConfig(cfg *config.Config, tlsCfg *tls.Config) *dialog.Co
 		IdleTimeout:     cfg.Limits.IdleTimeout.Duration,
 		DataTimeout:     cfg.Limits.DataTimeout.Duration,
 		DataDoneTimeout: cfg.Limits.DataDoneTimeout.Duration,
+		MinDataRate:     int64(cfg.Limits.MinDataRate),
 		BackendTimeout:  cfg.Limits.BackendTimeout.Duration,
 		TLS:             tlsCfg,
 		BackendTLS:      backendTLS(cfg.Backend),

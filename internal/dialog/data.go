@@ -84,10 +84,10 @@ func (s *session) message() answer {
 	if b.ext.Size > 0 && b.ext.Size < limit {
 		limit = b.ext.Size
 	}
-	s.in.idle = s.cfg.DataTimeout
+	s.in.data(s.cfg.DataTimeout, s.cfg.MinDataRate)
 	dr := s.r.Data(limit)
 	rerr, werr := copyData(b, dr)
-	s.in.idle = 0
+	s.in.data(0, 0)
 	drain := func() bool {
 		if err := dr.Drain(4 * limit); err != nil {
 			s.ended(err)

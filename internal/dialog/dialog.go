@@ -57,14 +57,18 @@ import (
 
 // Config bounds and describes a grey session.
 type Config struct {
-	Words           *smtp.Words // the replies, shared with the tarpit
-	GreetDelay      time.Duration
-	MaxRcpts        int // recipients per transaction
-	MaxCommands     int
-	MaxErrors       int
-	MaxMessageSize  int64
-	IdleTimeout     time.Duration // wait for a command, and for a write to the client
-	DataTimeout     time.Duration // wait for each read of a message's data (RFC 5321 4.5.3.2.5)
+	Words          *smtp.Words // the replies, shared with the tarpit
+	GreetDelay     time.Duration
+	MaxRcpts       int // recipients per transaction
+	MaxCommands    int
+	MaxErrors      int
+	MaxMessageSize int64
+	IdleTimeout    time.Duration // wait for a command, and for a write to the client
+	DataTimeout    time.Duration // wait for each read of a message's data (RFC 5321 4.5.3.2.5)
+	// MinDataRate is the bytes per second a message's data must average,
+	// after a first DataTimeout of grace, so that a client trickling a
+	// message cannot hold its backend connection for hours; 0: no floor.
+	MinDataRate     int64
 	DataDoneTimeout time.Duration // wait for the backend's reply after the end of data (4.5.3.2.6)
 	BackendTimeout  time.Duration // wait for the backend to answer anything else
 	TLS             *tls.Config   // nil: STARTTLS is not offered
@@ -453,14 +457,25 @@ func (s *session) reset() {
 // clientReader counts the bytes a client sent and, while idle is set,
 // gives every read its own deadline: the block timeout of RFC 5321
 // (4.5.3.2.5) for a message's data, which must not be a deadline for the
-// whole message.
+// whole message. With a rate, the data must also keep up with it on
+// average: the read deadline is never later than idle after the data
+// began plus the time the bytes read so far are worth at that rate, as
+// Postfix's smtpd_min_data_rate extends a request's deadline.
 type clientReader struct {
-	c    net.Conn
-	n    int64
-	idle time.Duration
+	c     net.Conn
+	n     int64
+	idle  time.Duration
+	rate  int64     // bytes per second; 0: no floor
+	start time.Time // when the data began, with rate
+	from  int64     // n when the data began
 	// early is what an early talker sent before the banner, read (and
 	// counted) already: in observe mode it is read first.
 	early []byte
+}
+
+// data starts the deadlines of a message's data; idle 0 ends them.
+func (c *clientReader) data(idle time.Duration, rate int64) {
+	c.idle, c.rate, c.start, c.from = idle, rate, time.Now(), c.n
 }
 
 func (c *clientReader) Read(p []byte) (int, error) {
@@ -470,7 +485,17 @@ func (c *clientReader) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if c.idle > 0 {
-		c.c.SetReadDeadline(time.Now().Add(c.idle))
+		d := time.Now().Add(c.idle)
+		if c.rate > 0 {
+			// Whole seconds, then the rest: no overflow however
+			// many bytes.
+			b := c.n - c.from
+			worth := time.Duration(b/c.rate)*time.Second + time.Duration(b%c.rate)*time.Second/time.Duration(c.rate)
+			if floor := c.start.Add(c.idle + worth); floor.Before(d) {
+				d = floor
+			}
+		}
+		c.c.SetReadDeadline(d)
 	}
 	n, err := c.c.Read(p)
 	c.n += int64(n)

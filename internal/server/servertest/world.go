@@ -53,6 +53,7 @@ type Config struct {
 	// DataTimeout and DataDoneTimeout bound a message's reads and the
 	// backend's reply after it; default 10s each.
 	DataTimeout, DataDoneTimeout time.Duration
+	MinDataRate                  int64    // bytes per second a message must average; 0: none
 	Observe                      bool     // mode = "observe"
 	Domains                      []string // our domains: a recipient elsewhere is a relay attempt in the tarpit
 }
@@ -105,6 +106,7 @@ func Start(t testing.TB, wc Config) *World {
 		Words: w.Words, GreetDelay: wc.GreetDelay, MaxRcpts: cmp.Or(wc.MaxRcpts, 10), MaxCommands: 100,
 		MaxErrors: cmp.Or(wc.MaxErrors, 10), MaxMessageSize: maxSize, IdleTimeout: 10 * time.Second,
 		DataTimeout: cmp.Or(wc.DataTimeout, 10*time.Second), DataDoneTimeout: cmp.Or(wc.DataDoneTimeout, 10*time.Second),
+		MinDataRate:    wc.MinDataRate,
 		BackendTimeout: 10 * time.Second,
 		TLS:            wc.TLS, BackendTLS: wc.BackendTLS,
 		Observe: wc.Observe,
