@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"moat/internal/demo"
+	"moat/internal/ledger"
 	"moat/internal/store"
 )
 
@@ -121,6 +122,34 @@ func TestDashboardInBrowser(t *testing.T) {
 	history := eval[string](t, bctx, `document.getElementById('host-history').textContent`)
 	if !strings.Contains(history, "operator") {
 		t.Errorf("the host's history on the page %q lacks the operator's change", history)
+	}
+
+	// A black host's sessions in the tarpit: what its message was told,
+	// and the envelope as the client wrote it, shown as text.
+	held := netip.MustParseAddr("127.9.0.3")
+	key := new(int)
+	d.Daemon.Ledger.Mail(key, hostileSender)
+	d.Daemon.Ledger.Rcpt(key, "alice@"+demo.Domain)
+	d.Daemon.Ledger.Told(key, ledger.Deferred)
+	if err := d.Daemon.Ledger.Record(key, held); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx,
+		chromedp.SetValue(chromedp.CSS("#lookup-ip"), held.String()),
+		chromedp.Click(chromedp.CSS("#lookup-go")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	msg := poll[string](t, bctx, `(() => { const r = document.querySelector('#host-messages tbody tr');
+		return !document.getElementById('host-told').hidden && r && r.textContent.includes('deferred') && r.textContent; })()`)
+	if !strings.Contains(msg, `<script>document.title='pwned'</script>`) || !strings.Contains(msg, "alice@"+demo.Domain) {
+		t.Errorf("the tarpit's record on the page %q lacks the envelope as sent", msg)
+	}
+	if c := eval[string](t, bctx, `document.getElementById('host-told-counts').textContent`); c != "dropped 0, deferred 1, refused 0" {
+		t.Errorf("the record's counts on the page %q", c)
+	}
+	if eval[bool](t, bctx, `!!document.querySelector('#host-messages script, #host-messages b')`) || eval[string](t, bctx, `document.title`) != "moat" {
+		t.Error("markup from the client's envelope became part of the page")
 	}
 
 	// In enforce mode the observe card is hidden; the tarpit's message

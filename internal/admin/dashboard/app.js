@@ -299,6 +299,22 @@ function showHost(h) {
   if (h.karma !== undefined && h.karma !== null) entry += (entry ? "; " : "") + "karma " + h.karma.toFixed(2);
   $("host-entry").textContent = entry;
   fillRows("host-history", (h.history || []).slice().reverse(), (e) => [new Date(e.at).toLocaleString(), e.class || "", e.reason]);
+  // What the ledger kept of its sessions in the tarpit, newest first:
+  // dropped (told 250), deferred (451) or refused (554), with the envelope
+  // as the client sent it (shown as text).
+  const told = h.told;
+  $("host-told").hidden = !told;
+  if (told) {
+    $("host-told-counts").textContent = `dropped ${told.dropped}, deferred ${told.deferred}, refused ${told.refused}`;
+    const rows = [];
+    for (const s of (told.sessions || []).slice().reverse()) {
+      for (const m of s.messages || []) {
+        const more = m.more ? ` and ${m.more} more` : "";
+        rows.push([new Date(s.start).toLocaleString(), m.told, m.sender || "<>", (m.rcpts || []).join(", ") + more]);
+      }
+    }
+    fillRows("host-messages", rows, (r) => r);
+  }
 }
 
 async function setClass(cls) {
