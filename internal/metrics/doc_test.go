@@ -10,7 +10,9 @@ import (
 // names returns the names of moat's own metrics in the registry.
 func names(t *testing.T) map[string]bool {
 	t.Helper()
-	m := New(Options{Live: func() Live { return Live{Refused: map[string]int64{"max_conns": 0}} }})
+	m := New(Options{Live: func() Live {
+		return Live{Refused: map[string]int64{"max_conns": 0}, Would: map[string]int64{"greylisted": 0}}
+	}})
 	// A histogram vector has no series, and so no name in a gathering,
 	// until it is used.
 	m.store.latency[opLookup].Observe(0)
