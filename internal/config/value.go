@@ -119,6 +119,3 @@ func (l Prefixes) Nets() []netip.Prefix {
 	}
 	return out
 }
-
-// ParsePrefix is prefix.Parse, kept for callers that named it here.
-func ParsePrefix(s string) (netip.Prefix, error) { return prefix.Parse(s) }

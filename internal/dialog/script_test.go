@@ -58,7 +58,7 @@ import (
 	"time"
 
 	"moat/internal/classify"
-	"moat/internal/config"
+	"moat/internal/prefix"
 	"moat/internal/server/servertest"
 	"moat/internal/store"
 )
@@ -124,7 +124,7 @@ func runScript(t *testing.T, path string) {
 		case "@max_size":
 			wc.MaxSize = int64(number(arg))
 		case "@trusted":
-			p, err := config.ParsePrefix(arg)
+			p, err := prefix.Parse(arg)
 			if err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
@@ -147,7 +147,7 @@ func runScript(t *testing.T, path string) {
 		case "@operator":
 			needWorld()
 			ip, class, _ := strings.Cut(arg, " ")
-			p, err := config.ParsePrefix(ip)
+			p, err := prefix.Parse(ip)
 			if err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
@@ -190,7 +190,7 @@ func runScript(t *testing.T, path string) {
 			}
 		case "@class", "@source":
 			ip, want, _ := strings.Cut(arg, " ")
-			p, err := config.ParsePrefix(ip)
+			p, err := prefix.Parse(ip)
 			if err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}

@@ -21,10 +21,10 @@ import (
 
 	"moat/internal/classify"
 	"moat/internal/clock"
-	"moat/internal/config"
 	"moat/internal/dialog"
 	"moat/internal/greylist"
 	"moat/internal/ledger"
+	"moat/internal/prefix"
 	"moat/internal/relay"
 	"moat/internal/server"
 	"moat/internal/smtp"
@@ -91,7 +91,7 @@ func Start(t testing.TB, wc Config) *World {
 	}
 	var black []netip.Prefix
 	for _, b := range wc.Blacklist {
-		p, err := config.ParsePrefix(b)
+		p, err := prefix.Parse(b)
 		if err != nil {
 			t.Fatal(err)
 		}
