@@ -20,7 +20,8 @@ import (
 // one rule broken; the suite runs over it in a child process (a failing
 // subtest would fail this test too) and must fail where it should.
 
-// breakEnv names the broken store the child runs the suite over.
+// breakEnv names the broken store the child runs the suite over; set, the
+// test is the child.
 const breakEnv = "MOAT_STORETEST_BREAK"
 
 // broken are stores that each get one rule wrong, and the subtest that
@@ -40,44 +41,37 @@ var broken = map[string]struct {
 }
 
 func TestSuiteCatchesBrokenStores(t *testing.T) {
-	if os.Getenv(breakEnv) != "" {
-		t.Skip("in the child")
+	if name := os.Getenv(breakEnv); name != "" {
+		// The child: the suite over the store name breaks.
+		wrap := func(s store.Store) store.Store { return s }
+		if b, ok := broken[name]; ok {
+			wrap = b.wrap
+		}
+		storetest.Run(t, func(t *testing.T, c *clock.Fake) store.Store {
+			return wrap(bolt.Memory(bolt.Options{Clock: c}))
+		})
+		return
+	}
+	child := func(name string, args ...string) ([]byte, error) {
+		cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestSuiteCatchesBrokenStores$"}, args...)...)
+		cmd.Env = append(os.Environ(), breakEnv+"="+name)
+		return cmd.CombinedOutput()
 	}
 	for name, b := range broken {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestChild$", "-test.v")
-			cmd.Env = append(os.Environ(), breakEnv+"="+name)
-			out, err := cmd.CombinedOutput()
+			out, err := child(name, "-test.v")
 			if err == nil {
 				t.Fatalf("the suite passed a store that is %s:\n%s", name, tail(out))
 			}
-			if !strings.Contains(string(out), "--- FAIL: TestChild/"+b.caught+" ") {
+			if !strings.Contains(string(out), "--- FAIL: TestSuiteCatchesBrokenStores/"+b.caught+" ") {
 				t.Errorf("the suite did not fail %s at %s:\n%s", name, b.caught, tail(out))
 			}
 		})
 	}
 	// And the store the broken ones are made of passes it.
-	cmd := exec.Command(os.Args[0], "-test.run=^TestChild$")
-	cmd.Env = append(os.Environ(), breakEnv+"=none")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := child("none"); err != nil {
 		t.Errorf("the suite fails the correct store: %v\n%s", err, tail(out))
 	}
-}
-
-// TestChild runs the suite over the store breakEnv names; it runs only as
-// the child of TestSuiteCatchesBrokenStores.
-func TestChild(t *testing.T) {
-	name := os.Getenv(breakEnv)
-	if name == "" {
-		t.Skip("run by TestSuiteCatchesBrokenStores")
-	}
-	wrap := func(s store.Store) store.Store { return s }
-	if b, ok := broken[name]; ok {
-		wrap = b.wrap
-	}
-	storetest.Run(t, func(t *testing.T, c *clock.Fake) store.Store {
-		return wrap(bolt.Memory(bolt.Options{Clock: c}))
-	})
 }
 
 func tail(out []byte) string {
