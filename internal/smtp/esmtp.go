@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -77,6 +78,16 @@ func badParam(k string) error {
 	return &ParamError{"501 5.5.4 Bad " + k + " parameter syntax\r\n"}
 }
 
+// oneOf returns v in upper case when that is one of values (keywords are
+// case-insensitive), "" when it is none.
+func oneOf(v string, values ...string) string {
+	u := asciiUpper(v)
+	if slices.Contains(values, u) {
+		return u
+	}
+	return ""
+}
+
 // CheckMailParams checks the parameters of a MAIL command against the
 // extensions offered (ext) and the largest message the server takes
 // (ext.Size, 0 for none).
@@ -91,10 +102,7 @@ func CheckMailParams(params map[string]string, ext Extensions) (MailParams, erro
 			}
 			p.Size = n
 		case k == "BODY" && ext.EightBit:
-			switch asciiUpper(v) {
-			case "7BIT", "8BITMIME":
-				p.Body = asciiUpper(v)
-			default:
+			if p.Body = oneOf(v, "7BIT", "8BITMIME"); p.Body == "" {
 				return p, badParam(k)
 			}
 		case k == "SMTPUTF8" && ext.SMTPUTF8:
@@ -103,10 +111,7 @@ func CheckMailParams(params map[string]string, ext Extensions) (MailParams, erro
 			}
 			p.SMTPUTF8 = true
 		case k == "RET" && ext.DSN:
-			switch asciiUpper(v) {
-			case "FULL", "HDRS":
-				p.Ret = asciiUpper(v)
-			default:
+			if p.Ret = oneOf(v, "FULL", "HDRS"); p.Ret == "" {
 				return p, badParam(k)
 			}
 		case k == "ENVID" && ext.DSN:
