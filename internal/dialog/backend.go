@@ -91,11 +91,11 @@ func (s *session) relayed(r smtp.Reply) string {
 	case 421:
 		s.dropBackend()
 		s.backendEvent(BackendBroke)
-		s.verdict(BackendLost, "backend: "+oneLine(r))
+		s.verdict(BackendLost, "backend: "+r.OneLine())
 		return temporary(r)
 	case 500, 502, 503, 504, 555:
 		s.backendEvent(BackendBroke)
-		s.verdict(BackendLost, "backend: "+oneLine(r))
+		s.verdict(BackendLost, "backend: "+r.OneLine())
 		return temporary(r)
 	}
 	return r.String()
@@ -117,10 +117,6 @@ func temporary(r smtp.Reply) string {
 		return replyTryLater
 	}
 	return smtp.Reply{Code: 451, Lines: lines}.String()
-}
-
-func oneLine(r smtp.Reply) string {
-	return strings.TrimSpace(strings.ReplaceAll(r.String(), "\r\n", " "))
 }
 
 // exchange brings the backend to where the session is and, unless line is
@@ -189,7 +185,7 @@ func (s *session) tryExchange(line string, need smtp.Extensions) (r smtp.Reply, 
 				tx.lost = true
 				s.dropBackend()
 				s.backendEvent(BackendBroke)
-				s.verdict(BackendLost, "backend refused a recipient again: "+oneLine(rr))
+				s.verdict(BackendLost, "backend refused a recipient again: "+rr.OneLine())
 				a := reply(replyTryLater)
 				return rr, &a, false, nil
 			}
@@ -260,7 +256,7 @@ func (s *session) connect() *answer {
 		// misconfiguration as far as this client can tell; a 5xx would
 		// bounce mail a healthy backend would take.
 		s.backendEvent(BackendGreetRefused)
-		s.verdict(BackendUnavailable, "backend refused: "+oneLine(*refused))
+		s.verdict(BackendUnavailable, "backend refused: "+(*refused).OneLine())
 		a := reply(temporary(*refused))
 		return &a
 	}

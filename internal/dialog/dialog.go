@@ -46,7 +46,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"moat/internal/classify"
@@ -500,10 +499,4 @@ func (c *clientReader) Read(p []byte) (int, error) {
 	n, err := c.c.Read(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// hasControl reports whether s holds an ASCII control character: a
-// name moat passes on must mean the same to the backend as to moat.
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
 }

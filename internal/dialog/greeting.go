@@ -70,7 +70,7 @@ func (s *session) listed() bool {
 // 4.1.4), and the backend, if attached, is left: the next command that
 // needs it dials again and greets it with the new name.
 func (s *session) hello(c smtp.Command) answer {
-	if c.Arg == "" || hasControl(c.Arg) {
+	if c.Arg == "" || smtp.HasControl(c.Arg) {
 		if c.Verb == "EHLO" {
 			return fault(smtp.ReplyEhloSyntax)
 		}

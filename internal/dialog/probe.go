@@ -40,7 +40,7 @@ func Probe(ctx context.Context, cfg *Config, be Backend) (smtp.Extensions, bool,
 		return smtp.Extensions{}, false, fmt.Errorf("banner: %w", err)
 	}
 	if banner.Code != 220 {
-		return smtp.Extensions{}, false, fmt.Errorf("banner: %s", oneLine(banner))
+		return smtp.Extensions{}, false, fmt.Errorf("banner: %s", banner.OneLine())
 	}
 	r, err := b.greet(cfg.Words.Host(), true)
 	if err != nil {
@@ -48,7 +48,7 @@ func Probe(ctx context.Context, cfg *Config, be Backend) (smtp.Extensions, bool,
 	}
 	b.cmd("QUIT")
 	if r.Code != 250 {
-		return smtp.Extensions{}, false, fmt.Errorf("EHLO: %s", oneLine(r))
+		return smtp.Extensions{}, false, fmt.Errorf("EHLO: %s", r.OneLine())
 	}
 	ext := smtp.ParseEHLO(r)
 	return ext, cfg.Words.Learn(ext), nil

@@ -77,8 +77,6 @@ func (r Result) Would() string {
 		src = store.SourceTrap
 	case r.WouldVerdict == EarlyTalker:
 		src = store.SourceEarlyTalk
-	case r.WouldVerdict == Smuggling:
-		src = store.SourceSmuggling
 	case r.WouldVerdict == Listed:
 		src = store.SourceDNSBL
 	}

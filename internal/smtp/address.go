@@ -38,7 +38,7 @@ const specials = "()<>[]:;@\\,\" \t"
 // "john..doe"), since refusing them would lose mail for no gain.
 func Normalize(addr string) (string, error) {
 	s := strings.Trim(addr, " \t")
-	if !utf8.ValidString(s) || hasControl(s) {
+	if !utf8.ValidString(s) || HasControl(s) {
 		return "", errAddrChars
 	}
 	if strings.HasPrefix(s, "@") {

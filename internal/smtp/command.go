@@ -86,7 +86,7 @@ func parsePath(arg, keyword string, nullOK bool) (string, map[string]string, err
 			return "", nil, errPath
 		}
 	}
-	if hasControl(addr) {
+	if HasControl(addr) {
 		return "", nil, errPath
 	}
 	if addr == "" && !nullOK {
@@ -129,7 +129,7 @@ func parseParams(s string) (map[string]string, error) {
 	params := make(map[string]string, len(fields))
 	for _, f := range fields {
 		k, v, _ := strings.Cut(f, "=")
-		if !isKeyword(k) || hasControl(v) {
+		if !isKeyword(k) || HasControl(v) {
 			return nil, errParam
 		}
 		k = asciiUpper(k)
@@ -156,9 +156,9 @@ func isKeyword(s string) bool {
 	return true
 }
 
-// hasControl reports whether s holds an ASCII control character (NUL, CR,
+// HasControl reports whether s holds an ASCII control character (NUL, CR,
 // LF, DEL, ...), none of which belongs in an address or parameter.
-func hasControl(s string) bool {
+func HasControl(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] == 0x7f {
 			return true

@@ -125,7 +125,7 @@ func CheckMailParams(params map[string]string, ext Extensions) (MailParams, erro
 		}
 	}
 	if ext.Size > 0 && p.Size > ext.Size {
-		return p, &ParamError{"552 5.3.4 Message size exceeds fixed limit\r\n"}
+		return p, &ParamError{ReplyTooLarge}
 	}
 	return p, nil
 }

@@ -54,14 +54,14 @@ func FuzzParseMail(f *testing.F) {
 			}
 			return
 		}
-		if hasControl(addr) {
+		if HasControl(addr) {
 			t.Fatalf("address %q holds a control character", addr)
 		}
 		if rcpt && addr == "" {
 			t.Fatalf("empty recipient accepted from %q", arg)
 		}
 		for k, v := range params {
-			if !isKeyword(k) || k != asciiUpper(k) || hasControl(v) {
+			if !isKeyword(k) || k != asciiUpper(k) || HasControl(v) {
 				t.Fatalf("bad parameter %q=%q", k, v)
 			}
 		}
@@ -99,7 +99,7 @@ func FuzzNormalize(f *testing.F) {
 
 func checkNormalized(t *testing.T, addr, n string) {
 	t.Helper()
-	if !utf8.ValidString(n) || hasControl(n) || strings.ContainsAny(n, " \t") && !strings.HasPrefix(n, `"`) {
+	if !utf8.ValidString(n) || HasControl(n) || strings.ContainsAny(n, " \t") && !strings.HasPrefix(n, `"`) {
 		t.Fatalf("Normalize(%q) = %q: bad characters", addr, n)
 	}
 	if n2, err := Normalize(n); n2 != n || err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // MaxReplyLine bounds a reply line read by ReadReply, excluding its line end.
@@ -28,6 +29,12 @@ type Reply struct {
 // A reply without lines is a single line with the code alone.
 func (r Reply) String() string {
 	return string(r.appendTo(nil))
+}
+
+// OneLine is the reply on one line, its lines joined by spaces: for a log
+// line or an error.
+func (r Reply) OneLine() string {
+	return strings.TrimSpace(strings.ReplaceAll(r.String(), "\r\n", " "))
 }
 
 func (r Reply) appendTo(b []byte) []byte {

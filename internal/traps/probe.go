@@ -92,7 +92,7 @@ func (p *Prober) Probe(ctx context.Context, addr string) (ProbeResult, error) {
 			return ProbeResult{Verdict: ProbeInconclusive}, fmt.Errorf("traps: probe: %s: %w", s.name, err)
 		}
 		if r.Code/100 != 2 {
-			return ProbeResult{Verdict: ProbeInconclusive, Reply: s.name + ": " + oneLine(r)}, nil
+			return ProbeResult{Verdict: ProbeInconclusive, Reply: s.name + ": " + r.OneLine()}, nil
 		}
 	}
 	r, err := step("RCPT TO:<" + addr + ">")
@@ -100,7 +100,7 @@ func (p *Prober) Probe(ctx context.Context, addr string) (ProbeResult, error) {
 		return ProbeResult{Verdict: ProbeInconclusive}, fmt.Errorf("traps: probe: RCPT: %w", err)
 	}
 	step("QUIT")
-	res := ProbeResult{Verdict: ProbeInconclusive, Reply: oneLine(r)}
+	res := ProbeResult{Verdict: ProbeInconclusive, Reply: r.OneLine()}
 	switch {
 	case r.Code/100 == 2:
 		res.Verdict = ProbeReal
@@ -154,8 +154,4 @@ func unknownUser(code int, status, text string) bool {
 		}
 	}
 	return false
-}
-
-func oneLine(r smtp.Reply) string {
-	return strings.TrimSpace(strings.ReplaceAll(r.String(), "\r\n", " "))
 }
