@@ -62,7 +62,6 @@ func (s *session) feed(p []byte, now int64) int {
 				s.stage, s.rcpts = stageHelo, 0
 				s.msgs = min(s.msgs+1, math.MaxUint16)
 				s.out = s.final()
-				s.t.countMessage(s.out)
 			}
 			continue
 		}
@@ -321,6 +320,7 @@ func (s *session) relay(addr string) {
 // and reports it.
 func (s *session) final() string {
 	f := s.t.limits().finals[s.source]
+	s.t.messages[f-Accept].Add(1)
 	if s.t.ev.Told != nil {
 		s.t.ev.Told(Conn{s}, s.client, f)
 	}

@@ -231,7 +231,7 @@ type Tarpit struct {
 	paced    atomic.Uint64 // reads of messages at DataPace, for tests and nothing else
 	refused  atomic.Uint64
 	total    atomic.Uint64
-	messages [3]atomic.Uint64 // by the class of the last reply: 2xx, 4xx, 5xx
+	messages [3]atomic.Uint64 // by the Final they were told, Accept first
 	quit     chan struct{}
 	wg       sync.WaitGroup
 	closeErr error
@@ -489,18 +489,6 @@ func (t *Tarpit) unregister(s *session, now int64) {
 	}
 	t.sumStart -= s.start
 	t.finished += now - s.start
-}
-
-// countMessage counts a message by reply, the reply to its end of data.
-func (t *Tarpit) countMessage(reply string) {
-	switch reply[0] {
-	case '2':
-		t.messages[0].Add(1)
-	case '4':
-		t.messages[1].Add(1)
-	default:
-		t.messages[2].Add(1)
-	}
 }
 
 // lookup returns the fd-mode session holding fd, or nil.
