@@ -31,9 +31,6 @@ func (e *Engine) notify(p netip.Prefix) {
 	}
 }
 
-// Whitelist returns the configuration's white prefixes.
-func (e *Engine) Whitelist() []netip.Prefix { return e.cfg().Whitelist }
-
 // WhiteUntil reports whether every address in p classifies white now, and
 // until when (zero: until the operator changes it). It is true for
 // prefixes inside the configuration's whitelist, and for a stored white

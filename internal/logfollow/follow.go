@@ -271,8 +271,6 @@ func (f *Follower) read() {
 	f.off, f.partial, f.skip = r.off, r.partial, r.skip
 }
 
-// ReadLines hands every line of r to fn, without its end of line, as a
-// Follower does; a last line without a newline is handed over too. It
 // ReadFile reads a whole log file once, gzip-compressed when its name ends
 // in .gz (as logrotate leaves the older ones), and calls fn for every
 // line. It returns the number of lines read; an error names the file.
@@ -298,6 +296,8 @@ func ReadFile(path string, fn func(line string)) (int, error) {
 	return n, nil
 }
 
+// ReadLines hands every line of r to fn, without its end of line, as a
+// Follower does; a last line without a newline is handed over too. It
 // returns the number of lines, overlong ones (skipped) included.
 func ReadLines(r io.Reader, fn func(string)) (int, error) {
 	rd := &reader{line: fn}

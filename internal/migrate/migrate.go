@@ -102,8 +102,6 @@ func (c *Counts) skip(line int, format string, a ...any) {
 // entry is one thing a line of a file means to moat: a host, a trap or a
 // greylist attempt.
 type entry struct {
-	line int
-
 	host *store.Host // white or black
 
 	trap string // a normalised trap address

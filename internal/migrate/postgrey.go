@@ -91,7 +91,6 @@ func parsePostgrey(r io.Reader, opt Options, n *Counts, put sink) error {
 		if e == nil {
 			continue
 		}
-		e.line = keyLine
 		if err := put(*e); err != nil {
 			return &lineError{"postgrey", keyLine, err}
 		}

@@ -45,7 +45,6 @@ func parseSpamdb(r io.Reader, n *Counts, put sink) error {
 		if e == nil {
 			continue
 		}
-		e.line = line
 		if err := put(*e); err != nil {
 			return &lineError{"spamdb", line, err}
 		}
@@ -59,12 +58,15 @@ func parseSpamdb(r io.Reader, n *Counts, put sink) error {
 	return nil
 }
 
+// spamdbFields is how many fields each kind of spamdb line has.
+var spamdbFields = map[string]int{"WHITE": 9, "GREY": 10, "TRAPPED": 3, "SPAMTRAP": 2, "DOMAIN": 2}
+
 // spamdbEntry reads one line. It returns nil, nil for a line with
 // nothing to store (noted in n).
 func spamdbEntry(text string, line int, n *Counts) (*entry, error) {
 	f := strings.Split(text, "|")
 	kind := f[0]
-	want := map[string]int{"WHITE": 9, "GREY": 10, "TRAPPED": 3, "SPAMTRAP": 2, "DOMAIN": 2}[kind]
+	want := spamdbFields[kind]
 	switch {
 	case want == 0:
 		return nil, fmt.Errorf("entry type %s: want WHITE, GREY, TRAPPED or SPAMTRAP (is this spamdb's output?)", clip(kind))

@@ -187,18 +187,6 @@ func (l *LegitStats) finish() {
 	}
 }
 
-// Delays returns the first-delivery delays of the delivered legitimate
-// messages of a sender type ("" for all), sorted.
-func (r *Result) Delays(typ string) []time.Duration {
-	if typ == "" {
-		return r.Legit.delays
-	}
-	if l, ok := r.LegitBy[typ]; ok {
-		return l.delays
-	}
-	return nil
-}
-
 // quantile of sorted durations, nearest rank.
 func quantile(d []time.Duration, q float64) Seconds {
 	if len(d) == 0 {

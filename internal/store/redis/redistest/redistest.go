@@ -28,8 +28,8 @@ type Server struct {
 // Start starts redis-server and stops it when the test ends.
 func Start(t testing.TB) *Server { return start(t, nil) }
 
-// start starts redis-server with args before the common ones; args may
-// name the file "{{dir}}/…", the server's own directory.
+// start starts redis-server with args(srv) before the common ones; a file
+// of the server's own goes in srv.dir.
 func start(t testing.TB, args func(srv *Server) []string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
@@ -111,12 +111,6 @@ func (srv *Server) Resume(t testing.TB) {
 	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// Log is what the server wrote to its log file.
-func (srv *Server) Log() string {
-	b, _ := os.ReadFile(srv.dir + "/redis.log")
-	return string(b)
 }
 
 // Stop kills redis-server by its PID and waits for it to be gone.
