@@ -216,14 +216,18 @@ func (l *Ledger) Add(client netip.Addr, s Session, counts Counts) error {
 }
 
 // room makes room for key's record under MaxHosts: when a new host would
-// go over it, the records that expire first are forgotten.
+// go over it, the records that expired are dropped, then those that expire
+// first are forgotten. Below the bound it costs nothing.
 func (l *Ledger) room(key string, now time.Time) error {
+	if _, ok := l.hosts[key]; ok || len(l.hosts) < l.cfg.MaxHosts {
+		return nil
+	}
 	for k, exp := range l.hosts {
 		if !exp.After(now) {
 			delete(l.hosts, k) // the store forgot it already
 		}
 	}
-	if _, ok := l.hosts[key]; ok || len(l.hosts) < l.cfg.MaxHosts {
+	if len(l.hosts) < l.cfg.MaxHosts {
 		return nil
 	}
 	type host struct {
