@@ -106,12 +106,16 @@ func (m *Mirror) Changed(p netip.Prefix) {
 		return
 	}
 	p = prefix.Norm(p)
-	m.apply(p)
 	// The networks that hold p may change with it: those in the set (a
 	// host in one turned black), and the most specific one stored (a
-	// black host in it was forgotten). Networks nested deeper wait for
-	// the next sync.
-	nets := m.Table.Nets()
+	// black host in it was forgotten). A white p cannot take a network
+	// out of the set, so those are asked only when p is not white (each
+	// costs a pass over the store). Networks nested deeper wait for the
+	// next sync.
+	var nets []netip.Prefix
+	if !m.apply(p) {
+		nets = m.Table.Nets()
+	}
 	if h, ok, err := m.Eng.Store().Lookup(p.Addr()); err == nil && ok && h.Prefix.Bits() < p.Bits() {
 		nets = append(nets, h.Prefix)
 	}
@@ -124,14 +128,16 @@ func (m *Mirror) Changed(p netip.Prefix) {
 	}
 }
 
-func (m *Mirror) apply(p netip.Prefix) {
+// apply puts p in the set or takes it out, as the engine classifies it
+// now, and reports whether p is white.
+func (m *Mirror) apply(p netip.Prefix) bool {
 	until, white, err := m.Eng.WhiteUntil(p)
 	if err != nil {
 		// The store cannot say: leave the kernel as it is (a white
 		// host stays white while moat cannot ask) and sync later.
 		m.Log.Warn("bypass: reading class", "prefix", p.String(), "err", err.Error())
 		m.later()
-		return
+		return false
 	}
 	if white {
 		e := Element{Prefix: p}
@@ -142,7 +148,7 @@ func (m *Mirror) apply(p netip.Prefix) {
 		}
 		if white {
 			if err = m.Table.Put(e); err == nil {
-				return
+				return true
 			}
 		}
 	}
@@ -153,6 +159,7 @@ func (m *Mirror) apply(p netip.Prefix) {
 		m.Log.Warn("bypass: kernel set", "prefix", p.String(), "err", err.Error())
 		m.later()
 	}
+	return white
 }
 
 // later asks Run for a full sync.
