@@ -90,16 +90,33 @@ func (e *Engine) Classify(addr netip.Addr) (Verdict, error) {
 		return v, nil
 	}
 	h, ok, err := e.st.Lookup(addr)
-	if listed {
-		if err == nil && ok && h.Class == store.White && SourceOf(h) == store.SourceOperator {
-			return verdictOf(h), nil
-		}
+	switch {
+	case err != nil && listed:
 		return v, nil
-	}
-	if err != nil {
+	case err != nil:
 		return Verdict{Class: store.Grey, Reason: "store unavailable"}, err
 	}
-	return e.storedVerdict(addr, h, ok), nil
+	return e.verdictWith(addr, v, listed, h, ok), nil
+}
+
+// verdictWith is the class of addr given what the configuration's lists
+// say of it (v; listed false: nothing) and its stored entry (stored false:
+// none): Classify's rule, also the kernel bypass's (whiteEntry).
+func (e *Engine) verdictWith(addr netip.Addr, v Verdict, listed bool, h store.Host, stored bool) Verdict {
+	if listed {
+		if v.Class == store.Black && operatorWhite(h, stored) {
+			return verdictOf(h)
+		}
+		return v
+	}
+	return e.storedVerdict(addr, h, stored)
+}
+
+// operatorWhite reports whether the stored entry h is an operator's own
+// white entry, the only one that stands against the configuration's
+// blacklist and imported network lists.
+func operatorWhite(h store.Host, stored bool) bool {
+	return stored && h.Class == store.White && SourceOf(h) == store.SourceOperator
 }
 
 // listed is what the configuration's lists say of addr; ok is false when

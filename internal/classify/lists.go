@@ -19,7 +19,7 @@ func (e *Engine) networkVerdict(addr netip.Addr, stored bool, h store.Host) (Ver
 	}
 	if _, reason, ok := r.Drop.Lookup(addr); ok {
 		// Only an operator's own white entry stands against the list.
-		if !(stored && h.Class == store.White && SourceOf(h) == store.SourceOperator) {
+		if !operatorWhite(h, stored) {
 			return Verdict{Class: store.Black, Source: store.SourceNetList, Reason: reason, Static: true}, true
 		}
 	}

@@ -135,15 +135,13 @@ func (e *Engine) whiteEntry(h store.Host, notWhite []netip.Prefix) (time.Time, b
 	}
 	if p.IsSingleIP() {
 		a := p.Addr()
-		v, ok := e.listed(a)
-		if !ok {
-			v = e.storedVerdict(a, h, true)
-		}
-		if v.Class != store.White {
+		v, listed := e.listed(a)
+		if e.verdictWith(a, v, listed, h, true).Class != store.White {
 			return time.Time{}, false
 		}
 		return h.Expires, true
 	}
+	// A configured black prefix keeps a network out whoever whitened it.
 	for _, b := range e.cfg().Blacklist {
 		if b.Overlaps(p) {
 			return time.Time{}, false
@@ -151,7 +149,7 @@ func (e *Engine) whiteEntry(h store.Host, notWhite []netip.Prefix) (time.Time, b
 	}
 	// Only an operator's own white entry stands against a network list
 	// (networkVerdict).
-	if r := e.rep(); r != nil && SourceOf(h) != store.SourceOperator && r.Drop.Overlaps(p) {
+	if r := e.rep(); r != nil && !operatorWhite(h, true) && r.Drop.Overlaps(p) {
 		return time.Time{}, false
 	}
 	for _, o := range notWhite {

@@ -197,3 +197,22 @@ func TestTrapLogged(t *testing.T) {
 		t.Errorf("white host after the trap: %+v, want grey (karma)", v)
 	}
 }
+
+// An operator's own white entry for a host in the configured blacklist
+// releases it (Classify), and the kernel bypass says the same.
+func TestWhiteUntilFollowsOperatorRelease(t *testing.T) {
+	f := newFixture(t, Config{Blacklist: []netip.Prefix{pfx("198.51.100.0/24")}})
+	if err := f.eng.SetClass(pfx("198.51.100.7/32"), store.White, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.eng.Classify(netip.MustParseAddr("198.51.100.7"))
+	if err != nil || v.Class != store.White {
+		t.Fatalf("Classify = %+v, %v; want white (released by the operator)", v, err)
+	}
+	if _, ok := f.whiteUntil(t, "198.51.100.7/32"); !ok {
+		t.Error("WhiteUntil says not white where Classify says white")
+	}
+	if _, ok := f.whiteUntil(t, "198.51.100.8/32"); ok {
+		t.Error("WhiteUntil says white for a blacklisted host with no entry")
+	}
+}
