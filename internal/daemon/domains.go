@@ -4,13 +4,13 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"moat/internal/config"
 	"moat/internal/smtp"
 	"moat/internal/store"
+	"moat/internal/traps"
 )
 
 // ourDomains is what moat knows of the domains the backend takes mail for,
@@ -24,14 +24,11 @@ import (
 // Learnt domains live in the store for seenTTL (shared by every MX with
 // Redis), at most maxSeenDomains of them.
 type ourDomains struct {
-	st  store.Store
 	log *slog.Logger
 	now func() time.Time
 
-	conf atomic.Pointer[map[string]bool] // domains, folded; empty: no relay check
-
-	mu   sync.Mutex
-	seen map[string]time.Time // learnt, folded, with when it was last written
+	conf    atomic.Pointer[map[string]bool] // domains, folded; empty: no relay check
+	learned *traps.Domains                  // folded
 }
 
 const (
@@ -41,14 +38,11 @@ const (
 )
 
 func newOurDomains(st store.Store, log *slog.Logger, now func() time.Time) *ourDomains {
-	o := &ourDomains{st: st, log: log, now: now, seen: map[string]time.Time{}}
+	o := &ourDomains{log: log, now: now}
 	o.conf.Store(&map[string]bool{})
 	// A shared store down at start teaches nothing now; the backend's
 	// next acceptance does.
-	_ = st.Scan(kindOurDomain, func(k string, _ []byte) bool {
-		o.seen[k] = time.Time{}
-		return len(o.seen) < maxSeenDomains
-	})
+	o.learned, _ = traps.NewDomains(st, kindOurDomain, seenTTL, maxSeenDomains)
 	return o
 }
 
@@ -75,13 +69,7 @@ func (o *ourDomains) ours(cfg *config.Config) func(domain string) bool {
 // is reports whether domain, as a client wrote it, is ours.
 func (o *ourDomains) is(domain string) bool {
 	d := foldDomain(domain)
-	if (*o.conf.Load())[d] {
-		return true
-	}
-	o.mu.Lock()
-	_, ok := o.seen[d]
-	o.mu.Unlock()
-	return ok
+	return (*o.conf.Load())[d] || o.learned.Has(d)
 }
 
 // backendRcpt is the dialog's hook: a recipient the backend accepted is at
@@ -95,19 +83,7 @@ func (o *ourDomains) backendRcpt(client netip.Addr, rcpt string, r smtp.Reply) {
 	if conf[d] {
 		return
 	}
-	now := o.now()
-	o.mu.Lock()
-	last, ok := o.seen[d]
-	fresh := !ok && len(o.seen) < maxSeenDomains
-	write := fresh || ok && now.Sub(last) > 24*time.Hour
-	if write {
-		o.seen[d] = now
-	}
-	o.mu.Unlock()
-	if !write {
-		return
-	}
-	_ = o.st.Put(kindOurDomain, d, nil, now.Add(seenTTL))
+	fresh, _ := o.learned.Learn(d, o.now())
 	if fresh && len(conf) > 0 {
 		o.log.Warn("domains: the backend accepted a recipient at a domain that is not in domains; moat takes it for ours from now on (a listed host writing there is not taken for a relay attempt): add it to domains if it is yours",
 			"domain", d, "client", client.String())

@@ -127,15 +127,13 @@ type Miner struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex // serialises read-modify-write of one process's records
-	dmu     sync.Mutex // guards learned
-	learned map[string]time.Time
+	learned *Domains
 	fixed   map[string]bool // traps.domains; read-only after NewMiner
 	records atomic.Int64    // approximate count of candidate records
 
 	// Each cap is logged once when it is reached, and again only after
 	// the count went below it.
 	recordsFull atomic.Bool
-	learnedFull bool // guarded by dmu
 
 	jobs    chan job
 	dropped atomic.Int64
@@ -167,7 +165,7 @@ func NewMiner(cfg MinerConfig, st store.Store, set *Set) (*Miner, error) {
 		cfg.MaxRecords = defaultMaxRecords
 	}
 	m := &Miner{cfg: cfg, st: st, set: set, clock: cfg.Clock, log: cfg.Log,
-		learned: map[string]time.Time{}, fixed: map[string]bool{}, jobs: make(chan job, 1024)}
+		fixed: map[string]bool{}, jobs: make(chan job, 1024)}
 	if m.clock == nil {
 		m.clock = clock.Real{}
 	}
@@ -177,10 +175,8 @@ func NewMiner(cfg MinerConfig, st store.Store, set *Set) (*Miner, error) {
 	for _, d := range cfg.Domains {
 		m.fixed[strings.ToLower(strings.TrimSuffix(d, "."))] = true
 	}
-	err := st.Scan(kindLocalDomain, func(k string, _ []byte) bool {
-		m.learned[k] = time.Time{} // refreshed on the next sight
-		return len(m.learned) < maxLearned
-	})
+	var err error
+	m.learned, err = NewDomains(st, kindLocalDomain, realTTL, maxLearned)
 	if err == nil {
 		err = m.recount()
 	}
@@ -224,10 +220,7 @@ func (m *Miner) isLocal(domain string) bool {
 	if len(m.fixed) > 0 {
 		return m.fixed[domain]
 	}
-	m.dmu.Lock()
-	_, ok := m.learned[domain]
-	m.dmu.Unlock()
-	if ok {
+	if m.learned.Has(domain) {
 		return true
 	}
 	if cur := m.set.cur.Load(); cur != nil {
@@ -248,21 +241,9 @@ func (m *Miner) learn(domain string, now time.Time) {
 	if domain == "" || len(m.fixed) > 0 {
 		return
 	}
-	m.dmu.Lock()
-	defer m.dmu.Unlock()
-	last, ok := m.learned[domain]
-	if ok && now.Sub(last) < 24*time.Hour {
-		return
+	if _, capped := m.learned.Learn(domain, now); capped {
+		m.log.Warn("traps: learnt domains at their cap: set traps.domains to the domains moat protects", "max", maxLearned)
 	}
-	if !ok && len(m.learned) >= maxLearned {
-		if !m.learnedFull {
-			m.learnedFull = true
-			m.log.Warn("traps: learnt domains at their cap: set traps.domains to the domains moat protects", "max", maxLearned)
-		}
-		return
-	}
-	m.learned[domain] = now
-	_ = m.st.Put(kindLocalDomain, domain, nil, now.Add(realTTL))
 }
 
 func (m *Miner) get(addr string) (Evidence, bool, error) {

@@ -510,7 +510,7 @@ func TestMinerBounds(t *testing.T) {
 	if n != 3 {
 		t.Errorf("%d records after %d accepted addresses, want the cap 3", n, maxLearned+10)
 	}
-	if got := len(m.learned); got != maxLearned {
+	if got := m.learned.Len(); got != maxLearned {
 		t.Errorf("%d domains learnt, want the cap %d", got, maxLearned)
 	}
 	for _, what := range []string{"evidence records at their cap", "learnt domains at their cap"} {
