@@ -15,7 +15,7 @@ import (
 // passes its reply back. The trap check has been made: a trap never gets
 // here.
 func (s *session) backendRcpt(rc recipient) answer {
-	s.attached = true
+	s.res.HandedOff = true
 	if s.tx.lost {
 		return reply(replyTryLater)
 	}
@@ -52,7 +52,7 @@ func (s *session) data(arg string) answer {
 			// The tarpit answers the DATA itself, and swallows the
 			// message.
 			pending := append([]byte("DATA\r\n"), s.r.Pending()...)
-			s.toTarpit(s.handOver(true, "", pending, d.Source, ""))
+			s.toTarpit(s.handOver("", pending, d.Source, ""))
 			return over
 		}
 	case classify.Defer:

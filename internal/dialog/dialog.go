@@ -190,7 +190,6 @@ type session struct {
 	tls        *tls.ConnectionState // the client's TLS, once STARTTLS is done
 	tx         *transaction         // the mail transaction; nil outside one
 	passed     bool                 // a RCPT passed the policy: enforce mode attaches the backend
-	attached   bool                 // the backend takes part: a RCPT passed, or observe mode passed one on
 	passReason string               // why it passed
 	backend    *backendConn         // the connection to the backend, while there is one
 	commands   int

@@ -51,7 +51,7 @@ func (s *session) mail(arg string) answer {
 	switch d.Action {
 	case classify.Trap, classify.Black:
 		if s.enforce(blackVerdict(d), d.Source, d.Reason) {
-			return s.black(err, smtp.ReplyMailOK, true, d.Source, "")
+			return s.black(err, smtp.ReplyMailOK, d.Source, "")
 		}
 	case classify.Refuse:
 		if s.enforce(Refused, d.Source, d.Reason) {
@@ -60,7 +60,7 @@ func (s *session) mail(arg string) answer {
 			return reply(replySenderRefused)
 		}
 	}
-	if !s.attached {
+	if !s.res.HandedOff {
 		return reply(smtp.ReplyMailOK)
 	}
 	r, failed := s.exchange("", smtp.Extensions{})
@@ -124,7 +124,7 @@ func (s *session) rcpt(arg string) answer {
 			if s.passed {
 				look, told = smtp.ReplyRcptOK, addr
 			}
-			return s.black(err, look, true, d.Source, told)
+			return s.black(err, look, d.Source, told)
 		}
 	case classify.Refuse:
 		if s.enforce(Refused, d.Source, d.Reason) {
@@ -133,7 +133,7 @@ func (s *session) rcpt(arg string) answer {
 		}
 	case classify.Pass:
 		if !s.passed {
-			s.passed, s.res.HandedOff = true, true
+			s.passed = true
 			s.passReason = d.Reason
 			s.verdict(Passed, d.Reason)
 		}
@@ -151,8 +151,7 @@ func (s *session) rcpt(arg string) answer {
 	}
 	// Observe mode: whatever the policy said, the backend decides.
 	s.observeRelay(addr)
-	if !s.attached {
-		s.res.HandedOff = true
+	if !s.res.HandedOff {
 		s.happened(Passed, "observe mode")
 	}
 	return s.backendRcpt(rc)
@@ -182,19 +181,19 @@ func blackVerdict(d classify.Decision) Verdict {
 
 // black moves the session to the tarpit (its verdict is taken): its host
 // is black now, by src. look is the reply the command gets, the one it
-// would have got had nothing happened; inMail says a transaction is open;
-// told is the recipient the command named when look accepts it.
-func (s *session) black(err error, look string, inMail bool, src store.Source, told string) answer {
+// would have got had nothing happened; told is the recipient the command
+// named when look accepts it.
+func (s *session) black(err error, look string, src store.Source, told string) answer {
 	s.note("not stored", err)
-	s.toTarpit(s.handOver(inMail, look, s.r.Pending(), src, told))
+	s.toTarpit(s.handOver(look, s.r.Pending(), src, told))
 	return over
 }
 
 // handOver describes where the session stands, for the tarpit to go on
-// from there; told is a recipient the client is told 250 for as it goes
-// ("" for none).
-func (s *session) handOver(inMail bool, look string, pending []byte, src store.Source, told string) tarpit.Start {
-	st := tarpit.Start{Greeted: true, Helo: s.helo != "", InMail: inMail, Reply: look, Pending: pending, Source: src}
+// from there (in a transaction when one is open); told is a recipient the
+// client is told 250 for as it goes ("" for none).
+func (s *session) handOver(look string, pending []byte, src store.Source, told string) tarpit.Start {
+	st := tarpit.Start{Greeted: true, Helo: s.helo != "", InMail: s.tx != nil, Reply: look, Pending: pending, Source: src}
 	if s.tx != nil {
 		st.UTF8, st.Sender = s.tx.params.SMTPUTF8, s.tx.from
 		for _, rc := range s.tx.rcpts {

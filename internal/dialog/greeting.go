@@ -144,7 +144,7 @@ func (s *session) proxyLine() answer {
 		return fault(smtp.ReplyUnknown)
 	}
 	s.note("not stored", err)
-	s.toTarpit(s.handOver(s.tx != nil, smtp.ReplyUnknown, s.r.Pending(), store.SourceEarlyTalk, ""))
+	s.toTarpit(s.handOver(smtp.ReplyUnknown, s.r.Pending(), store.SourceEarlyTalk, ""))
 	return over
 }
 
