@@ -2,7 +2,6 @@ package admin
 
 import (
 	"embed"
-	"encoding/binary"
 	"io/fs"
 	"net/http"
 	"net/netip"
@@ -94,13 +93,11 @@ func (s *Service) Dashboard() (Dashboard, error) {
 // topHeld ranks the hosts, and their networks, by the seconds they spent
 // in the tarpit (the records the ledger keeps for a month).
 func (s *Service) topHeld() (hosts, nets []HeldBy, err error) {
+	if s.Ledger == nil {
+		return nil, nil, nil
+	}
 	byNet := map[netip.Prefix]*HeldBy{}
-	err = s.Eng.Store().Scan(ledger.HeldKind, func(key string, val []byte) bool {
-		a, perr := netip.ParseAddr(key)
-		if perr != nil || len(val) != 8 {
-			return true
-		}
-		secs := int64(binary.BigEndian.Uint64(val))
+	err = s.Ledger.EachHeld(func(a netip.Addr, secs int64) bool {
 		hosts = append(hosts, HeldBy{Target: a.String(), Seconds: secs})
 		n := prefix.Fold(a, 24, 64)
 		if byNet[n] == nil {

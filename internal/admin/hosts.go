@@ -74,42 +74,48 @@ func (s *Service) Hosts(class string) ([]HostView, error) {
 		v HostView
 	}
 	var rows []row
-	listed := map[netip.Addr]bool{}
 	err := s.Eng.Store().Hosts(func(h store.Host) bool {
-		if want != nil && h.Class != *want {
-			return true
+		if want == nil || h.Class == *want {
+			rows = append(rows, row{h.Prefix, view(h)})
 		}
-		v := view(h)
-		if h.Prefix.IsSingleIP() {
-			listed[h.Prefix.Addr()] = true
-			v.Held = s.heldSeconds(h.Prefix.Addr())
-			if r, ok := s.told(h.Prefix.Addr()); ok {
-				v.Dropped, v.Deferred, v.Refused = r.Dropped, r.Deferred, r.Refused
-			}
-		}
-		rows = append(rows, row{h.Prefix, v})
 		return true
 	})
-	// The hosts the ledger has a record of but the store has no entry
-	// for (black by the configuration's blacklist, a network entry or a
-	// network list), so that what their listing cost is counted too.
 	if s.Ledger != nil && err == nil {
-		err = s.Ledger.Records(func(a netip.Addr, r ledger.Record) bool {
-			if listed[a] {
-				return true
+		// What each host's listing cost, from one pass over the
+		// ledger's records and one over its held times.
+		told := map[netip.Addr]ledger.Record{}
+		held := map[netip.Addr]int64{}
+		err = s.Ledger.Records(func(a netip.Addr, r ledger.Record) bool { told[a] = r; return true })
+		if err == nil {
+			err = s.Ledger.EachHeld(func(a netip.Addr, secs int64) bool { held[a] = secs; return true })
+		}
+		for i := range rows {
+			if !rows[i].p.IsSingleIP() {
+				continue
 			}
+			a, v := rows[i].p.Addr(), &rows[i].v
+			v.Held = held[a]
+			if r, ok := told[a]; ok {
+				v.Dropped, v.Deferred, v.Refused = r.Dropped, r.Deferred, r.Refused
+				delete(told, a)
+			}
+		}
+		// The hosts the ledger has a record of but the store has no
+		// entry for (black by the configuration's blacklist, a network
+		// entry or a network list), so that what their listing cost is
+		// counted too.
+		for a, r := range told {
 			c, cerr := s.Eng.Classify(a)
 			if cerr != nil || want != nil && c.Class != *want {
-				return true
+				continue
 			}
-			v := HostView{IP: a.String(), Class: c.Class.String(), Reason: c.Reason, Held: s.Ledger.HeldSeconds(a),
+			v := HostView{IP: a.String(), Class: c.Class.String(), Reason: c.Reason, Held: held[a],
 				Dropped: r.Dropped, Deferred: r.Deferred, Refused: r.Refused}
 			if n := len(r.Sessions); n > 0 {
 				v.FirstSeen, v.LastSeen = r.Sessions[0].Start, r.Sessions[n-1].End
 			}
 			rows = append(rows, row{store.HostPrefix(a), v})
-			return true
-		})
+		}
 	}
 	sort.Slice(rows, func(i, j int) bool {
 		a, b := rows[i].p, rows[j].p
@@ -272,13 +278,4 @@ func (s *Service) hostRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/hosts/{ip...}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"forgotten": r.PathValue("ip")}, s.Forget(r.PathValue("ip")))
 	})
-}
-
-// heldSeconds is the seconds a host spent in the tarpit; 0 without a
-// ledger.
-func (s *Service) heldSeconds(a netip.Addr) int64 {
-	if s.Ledger == nil {
-		return 0
-	}
-	return s.Ledger.HeldSeconds(a)
 }

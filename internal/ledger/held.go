@@ -53,6 +53,18 @@ func (l *Ledger) Held(client netip.Addr, d time.Duration) error {
 	return l.st.Put(HeldKind, key, binary.BigEndian.AppendUint64(nil, uint64(total)), now.Add(HeldTTL))
 }
 
+// EachHeld calls fn with every host's seconds in the tarpit, until fn
+// returns false.
+func (l *Ledger) EachHeld(fn func(client netip.Addr, secs int64) bool) error {
+	return l.st.Scan(HeldKind, func(k string, b []byte) bool {
+		a, err := netip.ParseAddr(k)
+		if err != nil || len(b) != 8 {
+			return true
+		}
+		return fn(a, int64(binary.BigEndian.Uint64(b)))
+	})
+}
+
 // HeldSeconds returns the seconds a host spent in the tarpit in the last
 // HeldTTL; 0 when the store cannot say.
 func (l *Ledger) HeldSeconds(client netip.Addr) int64 {
