@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 
@@ -42,11 +41,8 @@ func listenAdminTCP(cfg config.Admin) (net.Listener, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, "", fmt.Errorf("admin.listen %s: %w", cfg.Listen, err)
-	}
-	return ln, token, nil
+	ln, err := listenIfSet("admin.listen", cfg.Listen)
+	return ln, token, err
 }
 
 // serveAdminTCP serves the API on ln, if any, until ctx is done.

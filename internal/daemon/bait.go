@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,19 +11,6 @@ import (
 	"moat/internal/config"
 	"moat/internal/traps"
 )
-
-// listenBait opens the bait page's listener when bait.listen is set; nil
-// when not.
-func listenBait(cfg config.Bait) (net.Listener, error) {
-	if cfg.Listen == "" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("bait.listen %s: %w", cfg.Listen, err)
-	}
-	return ln, nil
-}
 
 // serveBait serves the page that publishes the bait addresses of ts on
 // ln, if any, until ctx is done.

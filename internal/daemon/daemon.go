@@ -246,13 +246,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		aln.Close()
 		return err
 	}
-	bait, err := listenBait(cfg.Bait)
+	bait, err := listenIfSet("bait.listen", cfg.Bait.Listen)
 	if err != nil {
 		aln.Close()
 		closeAll(atcp)
 		return err
 	}
-	mln, err := listenMetrics(cfg.Metrics.Listen)
+	mln, err := listenIfSet("metrics.listen", cfg.Metrics.Listen)
 	if err != nil {
 		aln.Close()
 		closeAll(atcp, bait)

@@ -41,14 +41,15 @@ func (d *Daemon) liveMetrics() metrics.Live {
 	return l
 }
 
-// listenMetrics opens metrics.listen when it is set (nil when not).
-func listenMetrics(addr string) (net.Listener, error) {
+// listenIfSet opens a TCP listener on addr, the value of key, when it is
+// set (nil when not); an error names the key.
+func listenIfSet(key, addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
+		return nil, fmt.Errorf("%s %s: %w", key, addr, err)
 	}
 	return ln, nil
 }
