@@ -32,10 +32,6 @@ type LogRecord struct {
 	Rcpt   string // the refused recipient as the client wrote it; "" for a client= record
 }
 
-// rejectedRecipient is Postfix's text after the recipient of a RCPT it
-// refuses for the recipient's sake.
-const rejectedRecipient = ">: Recipient address rejected: "
-
 // ParsePostfixLine reads a syslog or maillog_file line. ok is false for
 // every line that is not one of the two records, and for lines about
 // moat's own connections (logfollow.ClientAddr).
@@ -55,10 +51,9 @@ func ParsePostfixLine(line string) (LogRecord, bool) {
 	// from=, to= and helo=. The first such text ends the recipient: a
 	// client that repeats it later cannot hide a trap it named, and one
 	// whose recipient holds it names only itself.
-	rest, ok := strings.CutPrefix(r.Rest, "<")
-	i := strings.Index(rest, rejectedRecipient)
-	if !ok || i <= 0 {
+	rcpt, ok := r.Recipient()
+	if !ok || rcpt == "" {
 		return LogRecord{}, false
 	}
-	return LogRecord{Client: r.Client, Rcpt: rest[:i]}, true
+	return LogRecord{Client: r.Client, Rcpt: rcpt}, true
 }

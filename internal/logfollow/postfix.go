@@ -31,6 +31,23 @@ type Reject struct {
 	Rest    string     // the rest of the line, opaque
 }
 
+// RcptRejected is Postfix's text after the recipient of a RCPT it refuses
+// for the recipient's sake: "<rcpt>: Recipient address rejected: …".
+const RcptRejected = ">: Recipient address rejected: "
+
+// Recipient returns the recipient such a refusal names, as the client wrote
+// it: up to the first RcptRejected, so that a client repeating the text
+// later cannot hide the recipient it named. ok is false for any other
+// refusal.
+func (r Reject) Recipient() (rcpt string, ok bool) {
+	rest, ok := strings.CutPrefix(r.Rest, "<")
+	i := strings.Index(rest, RcptRejected)
+	if !ok || i < 0 {
+		return "", false
+	}
+	return rest[:i], true
+}
+
 // Permanent reports a 5xx refusal.
 func (r Reject) Permanent() bool {
 	return r.Code/100 == 5 || r.Code == 0 && strings.HasPrefix(r.Status, "5.")

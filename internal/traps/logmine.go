@@ -57,10 +57,6 @@ func NewLineMatcher(pattern string) (*LineMatcher, error) {
 	return m, nil
 }
 
-// rejectedRecipient is Postfix's text after the recipient of a RCPT it
-// refuses for the recipient's sake.
-const rejectedRecipient = ">: Recipient address rejected: "
-
 // Match returns the rejection in line, if there is one.
 func (m *LineMatcher) Match(line string) (Observation, bool) {
 	e, ok := logfollow.ParseSyslog(line)
@@ -74,12 +70,11 @@ func (m *LineMatcher) Match(line string) (Observation, bool) {
 	if !ok || r.Milter || r.Stage != "RCPT" || !unknownUser(r.Code, r.Status, "") {
 		return Observation{}, false
 	}
-	rest, ok := strings.CutPrefix(r.Rest, "<")
-	i := strings.Index(rest, rejectedRecipient)
-	if !ok || i < 0 || strings.Count(rest, rejectedRecipient) != 1 {
+	rcpt, ok := r.Recipient()
+	if !ok || strings.Count(r.Rest, logfollow.RcptRejected) != 1 {
 		return Observation{}, false
 	}
-	addr, ok := plainAddr(rest[:i])
+	addr, ok := plainAddr(rcpt)
 	if !ok {
 		return Observation{}, false
 	}
