@@ -13,7 +13,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -268,22 +267,9 @@ func Load(path string) (*Config, error) {
 	}
 	c, err := Parse(b)
 	if err != nil {
-		return nil, inFile(path, err)
+		return nil, prefixEach(path, err)
 	}
 	return c, nil
-}
-
-// inFile puts path in front of every problem in err.
-func inFile(path string, err error) error {
-	var list interface{ Unwrap() []error }
-	if !errors.As(err, &list) {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	var errs []error
-	for _, e := range list.Unwrap() {
-		errs = append(errs, inFile(path, e))
-	}
-	return errors.Join(errs...)
 }
 
 // Parse decodes and validates TOML text. Keys the text does not hold keep

@@ -37,11 +37,7 @@ func Decode(text []byte, v any, what, page string) error {
 	}
 	if err := checkText(doc, reflect.TypeOf(v).Elem(), ""); err != nil {
 		// One problem a line, each with what it is about.
-		var errs []error
-		for _, e := range joined(err) {
-			errs = append(errs, fmt.Errorf("%s: %w", what, e))
-		}
-		return errors.Join(errs...)
+		return prefixEach(what, err)
 	}
 	dec := toml.NewDecoder(bytes.NewReader(text))
 	dec.DisallowUnknownFields()
@@ -49,6 +45,15 @@ func Decode(text []byte, v any, what, page string) error {
 		return decodeError(err, what, page)
 	}
 	return nil
+}
+
+// prefixEach puts p in front of every problem in err, one a line.
+func prefixEach(p string, err error) error {
+	var errs []error
+	for _, e := range joined(err) {
+		errs = append(errs, fmt.Errorf("%s: %w", p, e))
+	}
+	return errors.Join(errs...)
 }
 
 // joined flattens the errors checkText joins, tables within tables.
