@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -40,8 +39,8 @@ func Inspect(path string) (sum Summary, err error) {
 		if meta == nil {
 			return invalidFile(path, errors.New("it has no moat format version"))
 		}
-		if v := meta.Get(keyVersion); len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion {
-			return invalidFile(path, fmt.Errorf("format version %x, this moat reads version %d", v, formatVersion))
+		if err := checkVersion(path, meta); err != nil {
+			return err
 		}
 		if b := tx.Bucket(bucketHosts); b != nil {
 			if err := b.ForEach(func(k, v []byte) error {

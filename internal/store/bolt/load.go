@@ -186,6 +186,19 @@ func (s *Store) load() (err error) {
 	})
 }
 
+// checkVersion says whether the file at path, whose meta bucket is meta,
+// is in the format this moat reads.
+func checkVersion(path string, meta *bbolt.Bucket) error {
+	v := meta.Get(keyVersion)
+	if len(v) != 4 {
+		return invalidFile(path, errors.New("its format version is unreadable"))
+	}
+	if ver := binary.BigEndian.Uint32(v); ver != formatVersion {
+		return fmt.Errorf("store: open %s: format version %d, this moat reads version %d: run the moat that wrote it, or move the file aside and restore with \"moat import\"", path, ver, formatVersion)
+	}
+	return nil
+}
+
 func (s *Store) initFile(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
@@ -201,12 +214,8 @@ func (s *Store) initFile(tx *bbolt.Tx) error {
 		}
 		return tx.Bucket(bucketMeta).Put(keyVersion, binary.BigEndian.AppendUint32(nil, formatVersion))
 	}
-	v := meta.Get(keyVersion)
-	if len(v) != 4 {
-		return invalidFile(s.path, errors.New("its format version is unreadable"))
-	}
-	if ver := binary.BigEndian.Uint32(v); ver != formatVersion {
-		return fmt.Errorf("store: open %s: format version %d, this moat reads version %d: run the moat that wrote it, or move the file aside and restore with \"moat import\"", s.path, ver, formatVersion)
+	if err := checkVersion(s.path, meta); err != nil {
+		return err
 	}
 	for _, b := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
