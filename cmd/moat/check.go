@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,9 +15,6 @@ import (
 	"moat/internal/admin"
 	"moat/internal/config"
 	"moat/internal/daemon"
-	"moat/internal/dialog"
-	"moat/internal/relay"
-	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 	"moat/internal/store/redis"
@@ -83,9 +79,7 @@ func listenDetail(cfg *config.Config) string {
 // 127.0.0.1, EHLO and QUIT). A backend that does not answer is a warning:
 // moat runs, and answers 4xx for it until it does.
 func checkBackend(cfg *config.Config) daemon.Finding {
-	d := &relay.Dialer{Addr: cfg.Backend, Proxy: cfg.BackendProxyProtocol, Timeout: 5 * time.Second}
-	dc := &dialog.Config{Words: smtp.NewWords(cfg.Hostname, false, false, 0), BackendTimeout: 5 * time.Second}
-	ext, _, err := dialog.Probe(context.Background(), dc, d)
+	ext, err := daemon.ProbeBackend(cfg, 5*time.Second)
 	if err != nil {
 		return daemon.Finding{What: "backend", Level: daemon.Warn, Detail: fmt.Sprintf("%s: %v: moat answers 4xx for it until it answers", cfg.Backend, err)}
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,11 +17,13 @@ import (
 	"moat/internal/classify"
 	"moat/internal/clock"
 	"moat/internal/config"
+	"moat/internal/dialog"
 	"moat/internal/greylist"
 	"moat/internal/ledger"
 	"moat/internal/logsink"
 	"moat/internal/relay"
 	"moat/internal/reputation"
+	"moat/internal/smtp"
 	"moat/internal/store"
 	"moat/internal/store/bolt"
 	"moat/internal/store/redis"
@@ -165,6 +168,16 @@ func loadBait(cfg *config.Config, ts *traps.Set) error {
 // the trap miner's probes all go through the one a process builds.
 func newDialer(cfg *config.Config) *relay.Dialer {
 	return &relay.Dialer{Addr: cfg.Backend, Proxy: cfg.BackendProxyProtocol}
+}
+
+// ProbeBackend reads the backend's EHLO as the daemon does at start and
+// every ten minutes (dialog.Probe, with the daemon's dialer and words),
+// within timeout: what moat check asks.
+func ProbeBackend(cfg *config.Config, timeout time.Duration) (smtp.Extensions, error) {
+	d := newDialer(cfg)
+	d.Timeout = timeout
+	ext, _, err := dialog.Probe(context.Background(), &dialog.Config{Words: NewWords(cfg, false), BackendTimeout: timeout}, d)
+	return ext, err
 }
 
 // newMiner builds the trap miner. Its probe asks the backend through
