@@ -170,13 +170,7 @@ func (b *logBuilder) record(at time.Time, r logfollow.Record) {
 	case logfollow.Pregreet:
 		b.greet[r.Client] = at
 	case logfollow.Connect:
-		s := &LogSession{At: at, Client: r.Client}
-		if g, ok := b.greet[r.Client]; ok && at.Sub(g) <= pregreetNear {
-			s.EarlyTalk = true
-			delete(b.greet, r.Client)
-		}
-		b.open[r.Client] = append(b.open[r.Client], s)
-		b.ml.Sessions = append(b.ml.Sessions, s)
+		b.begin(at, r.Client)
 	case logfollow.Disconnect:
 		if l := b.open[r.Client]; len(l) > 0 {
 			b.open[r.Client] = l[1:]
@@ -207,6 +201,12 @@ func (b *logBuilder) session(at time.Time, client netip.Addr) *LogSession {
 	if l := b.open[client]; len(l) > 0 {
 		return l[len(l)-1]
 	}
+	return b.begin(at, client)
+}
+
+// begin opens a session of client at at: an early talker when the log
+// showed it talking before the banner just before.
+func (b *logBuilder) begin(at time.Time, client netip.Addr) *LogSession {
 	s := &LogSession{At: at, Client: client}
 	if g, ok := b.greet[client]; ok && at.Sub(g) <= pregreetNear {
 		s.EarlyTalk = true
