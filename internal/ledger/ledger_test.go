@@ -72,7 +72,7 @@ func TestRecordSession(t *testing.T) {
 	if err := l.Record(c, client); err != nil {
 		t.Fatal(err)
 	}
-	if n := l.OpenTabs(); n != 0 {
+	if n := len(l.tabs.open); n != 0 {
 		t.Errorf("%d tabs open after both connections ended", n)
 	}
 	r, ok, err := l.Of(client)

@@ -96,13 +96,6 @@ func (l *Ledger) Close(key any) (s Session, counts Counts, ok bool) {
 	return t.s, t.counts, true
 }
 
-// OpenTabs reports how many connections have a tab open.
-func (l *Ledger) OpenTabs() int {
-	l.tabs.mu.Lock()
-	defer l.tabs.mu.Unlock()
-	return len(l.tabs.open)
-}
-
 func (t *tab) mail(sender string) {
 	t.tx, t.inTx = Message{Sender: Clean(sender), Rcpts: nil}, true
 }
