@@ -274,16 +274,11 @@ func (s *session) connect() *answer {
 func (s *session) dial(plain bool) (*backendConn, *smtp.Reply, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.BackendTimeout)
 	defer cancel()
-	c, err := s.be.DialTLS(ctx, s.peer.Remote, s.peer.Local, s.tls)
+	b, banner, err := connect(ctx, s.be, s.cfg.BackendTimeout, s.peer.Remote, s.peer.Local, s.tls)
 	if err != nil {
 		return nil, nil, err
 	}
-	b := &backendConn{c: c, r: bufio.NewReaderSize(c, 1024), timeout: s.cfg.BackendTimeout}
-	banner, err := b.reply(s.cfg.BackendTimeout)
-	if err != nil {
-		c.Close()
-		return nil, nil, fmt.Errorf("banner: %w", err)
-	}
+	c := b.c
 	if banner.Code != 220 {
 		c.Close()
 		return nil, &banner, nil
@@ -327,6 +322,22 @@ func (s *session) dial(plain bool) (*backendConn, *smtp.Reply, error) {
 	}
 	b.ext = smtp.ParseEHLO(r)
 	return b, nil, nil
+}
+
+// connect dials the backend for the client at remote (clientTLS: its
+// TLS, for the PROXY header) and reads its banner, whatever it says.
+func connect(ctx context.Context, be Backend, timeout time.Duration, remote, local net.Addr, clientTLS *tls.ConnectionState) (*backendConn, smtp.Reply, error) {
+	c, err := be.DialTLS(ctx, remote, local, clientTLS)
+	if err != nil {
+		return nil, smtp.Reply{}, err
+	}
+	b := &backendConn{c: c, r: bufio.NewReaderSize(c, 1024), timeout: timeout}
+	banner, err := b.reply(timeout)
+	if err != nil {
+		c.Close()
+		return nil, smtp.Reply{}, fmt.Errorf("banner: %w", err)
+	}
+	return b, banner, nil
 }
 
 // greet sends EHLO or HELO with the client's name.

@@ -1,7 +1,6 @@
 package dialog
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -29,16 +28,11 @@ var (
 func Probe(ctx context.Context, cfg *Config, be Backend) (smtp.Extensions, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.BackendTimeout)
 	defer cancel()
-	c, err := be.DialTLS(ctx, probeRemote, probeLocal, nil)
+	b, banner, err := connect(ctx, be, cfg.BackendTimeout, probeRemote, probeLocal, nil)
 	if err != nil {
 		return smtp.Extensions{}, false, err
 	}
-	defer c.Close()
-	b := &backendConn{c: c, r: bufio.NewReaderSize(c, 1024), timeout: cfg.BackendTimeout}
-	banner, err := b.reply(cfg.BackendTimeout)
-	if err != nil {
-		return smtp.Extensions{}, false, fmt.Errorf("banner: %w", err)
-	}
+	defer b.c.Close()
 	if banner.Code != 220 {
 		return smtp.Extensions{}, false, fmt.Errorf("banner: %s", banner.OneLine())
 	}
