@@ -33,10 +33,7 @@ func checkCmd(cfgPath *string) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			w := c.OutOrStdout()
-			source := *cfgPath
-			if source == "" {
-				source = "built-in defaults"
-			}
+			source := config.Source(*cfgPath)
 			cfg, err := config.Load(*cfgPath)
 			if err != nil {
 				lines := strings.Split(err.Error(), "\n")

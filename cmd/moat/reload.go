@@ -31,9 +31,9 @@ func reloadCmd(cfgPath *string) *cobra.Command {
 				return fmt.Errorf("reload refused, the running configuration stays:\n%w", err)
 			}
 			w := c.OutOrStdout()
-			from := res.Config
-			if from == "" {
-				from = "the built-in defaults"
+			from := config.Source(res.Config)
+			if res.Config == "" {
+				from = "the " + from
 			}
 			switch {
 			case len(res.Applied) == 0:

@@ -253,6 +253,15 @@ func defaultHostname() string {
 // Postfix reads /etc/postfix/main.cf.
 const SystemPath = "/etc/moat/moat.toml"
 
+// Source names where Load(path) takes the configuration from, for messages:
+// path, or "built-in defaults" for none.
+func Source(path string) string {
+	if path == "" {
+		return "built-in defaults"
+	}
+	return path
+}
+
 // Load reads and validates the file at path. An empty path gives the
 // defaults. Each of the problems it finds is a line of the error, with
 // the path in front.

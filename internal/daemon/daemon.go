@@ -288,11 +288,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go d.onHangup(ctx, hup)
 	d.watchBackend(ctx)
 
-	source := d.ConfigPath
-	if source == "" {
-		source = "built-in defaults"
-	}
-	attrs := append(buildinfo.Read().Attrs(), "config", source, "listen", ln.Addr().String(),
+	attrs := append(buildinfo.Read().Attrs(), "config", config.Source(d.ConfigPath), "listen", ln.Addr().String(),
 		"socket_activation", activated, "backend", cfg.Backend, "proxy_protocol", cfg.BackendProxyProtocol,
 		"data_dir", cfg.DataDir, "tls", d.tls.Load(), "user", currentUser())
 	d.Log.Info("moat started", attrs...)
